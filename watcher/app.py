@@ -1,0 +1,47 @@
+"""The wiring: one poll of a feed is fetch → parse → record, then drain its destinations."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
+import httpx
+
+from watcher.config import Config, FeedConfig
+from watcher.deliver import Deliverer, DrainResult
+from watcher.notifiers import build_notifier
+from watcher.poll import PollResult, poll_feed
+from watcher.store import Store
+
+
+class Watcher:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        client: httpx.AsyncClient,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.client = client
+        self.clock = clock
+        notifiers = {
+            name: build_notifier(name, dest.type, dest.settings)
+            for name, dest in config.destinations.items()
+        }
+        self.deliverer = Deliverer(store, notifiers, client, clock)
+        self._slots = asyncio.Semaphore(config.max_concurrency)
+
+    async def poll(self, feed: FeedConfig) -> PollResult:
+        async with self._slots:
+            result = await poll_feed(feed, self.config, self.store, self.client, self.clock())
+        await self.deliverer.drain(feed.notify)
+        return result
+
+    async def poll_all(self, feeds: Iterable[FeedConfig]) -> list[PollResult]:
+        return list(await asyncio.gather(*(self.poll(feed) for feed in feeds)))
+
+    async def drain(self) -> DrainResult:
+        return await self.deliverer.drain()

@@ -1,0 +1,191 @@
+"""The `watcher` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from watcher import __version__
+from watcher.app import Watcher
+from watcher.clock import utcnow
+from watcher.config import Config, config_path, load_config
+from watcher.daemon import run
+from watcher.feed import parse_feed
+from watcher.fetch import FetchError, fetch, new_client
+from watcher.notifiers.base import Delivery
+from watcher.notifiers.console import render as render_console
+from watcher.schema import ConfigError
+from watcher.status import collect_status, format_status
+from watcher.store import Store, StoreError
+
+log = logging.getLogger("watcher")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+INSPECT_MAX_BYTES = 50_000_000
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="watcher",
+        description="Watch feeds of conference talks and announce new talks.",
+    )
+    parser.add_argument("--version", action="version", version=f"watcher {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument(
+            "--config",
+            metavar="PATH",
+            help="config file (default: $WATCHER_CONFIG, else config/watcher.toml)",
+        )
+        return sub
+
+    with_config(
+        commands.add_parser(
+            "run", help="poll every feed now and then on schedule, until Ctrl-C or SIGTERM"
+        )
+    )
+    poll = with_config(
+        commands.add_parser(
+            "poll", help="poll every feed (or one) once, deliver, and exit: 1 if any feed failed"
+        )
+    )
+    poll.add_argument("--feed", metavar="NAME", help="poll only this feed")
+    inspect = commands.add_parser(
+        "inspect", help="show the talks read from a feed URL or file; touches no state"
+    )
+    inspect.add_argument("source", metavar="SOURCE", help="a feed URL or a local file")
+    inspect.add_argument("--json", action="store_true", help="print a JSON array of talks")
+    with_config(
+        commands.add_parser(
+            "check-config", help="validate the config and print a summary; exit 2 if invalid"
+        )
+    )
+    status = with_config(
+        commands.add_parser(
+            "status", help="per feed and destination: last poll, errors, queued deliveries"
+        )
+    )
+    status.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "httpcore", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    handler = COMMANDS[args.command]
+    try:
+        return handler(args)
+    except (ConfigError, StoreError) as exc:
+        print(f"watcher: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(config_path(args.config))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _config(args)
+    return asyncio.run(run(config))
+
+
+def cmd_poll(args: argparse.Namespace) -> int:
+    config = _config(args)
+    feeds = config.feeds
+    if args.feed:
+        feeds = tuple(feed for feed in feeds if feed.name == args.feed)
+        if not feeds:
+            known = ", ".join(feed.name for feed in config.feeds)
+            raise ConfigError(f"{config.path}: no feed named {args.feed!r} (feeds: {known})")
+    return asyncio.run(_poll(config, feeds))
+
+
+async def _poll(config: Config, feeds) -> int:
+    store = Store(config.state)
+    try:
+        async with new_client(config.timeout) as client:
+            watcher = Watcher(config, store, client, utcnow)
+            results = await watcher.poll_all(feeds)
+            await watcher.drain()
+    finally:
+        store.close()
+    failed = [r for r in results if not r.ok]
+    announced = sum(r.announced for r in results)
+    log.info("polled %d feeds: %d failed, %d new talks", len(results), len(failed), announced)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    async def read() -> bytes:
+        async with new_client(30.0) as client:
+            fetched = await fetch(client, args.source, max_bytes=INSPECT_MAX_BYTES, deadline=60.0)
+            return fetched.body
+
+    try:
+        body = asyncio.run(read())
+    except FetchError as exc:
+        print(f"watcher: error: {args.source}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    parsed = parse_feed(body)
+    if parsed.error:
+        print(f"watcher: error: {args.source}: {parsed.error}", file=sys.stderr)
+        return EXIT_FAILED
+    for warning in parsed.warnings:
+        print(f"watcher: warning: {args.source}: {warning}", file=sys.stderr)
+    if args.json:
+        json.dump(
+            [talk.to_dict() for talk in parsed.talks], sys.stdout, indent=2, ensure_ascii=False
+        )
+        sys.stdout.write("\n")
+    else:
+        print(f"{len(parsed.talks)} talks in {parsed.title or args.source}\n")
+        for talk in parsed.talks:
+            print(render_console(Delivery("", parsed.title or "feed", "", talk)))
+    return EXIT_OK
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _config(args)
+    print(f"{config.path}: OK")
+    print(f"  state: {config.state}")
+    print(f"  feeds ({len(config.feeds)}):")
+    for feed in config.feeds:
+        print(f"    {feed.name}: {feed.url} every {feed.interval:g}s → {', '.join(feed.notify)}")
+    print(f"  destinations ({len(config.destinations)}):")
+    for dest in config.destinations.values():
+        print(f"    {dest.name}: {dest.describe()}")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config = _config(args)
+    report = collect_status(config, utcnow())
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_status(report))
+    return EXIT_OK
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "poll": cmd_poll,
+    "inspect": cmd_inspect,
+    "check-config": cmd_check_config,
+    "status": cmd_status,
+}

@@ -1,0 +1,208 @@
+"""Read the TOML config, substitute `${ENV}`, validate, return frozen settings."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from watcher.notifiers import NOTIFIERS
+from watcher.schema import (
+    ConfigError,
+    Setting,
+    duration,
+    read_table,
+    string_list,
+    text,
+    whole_number,
+)
+
+DEFAULT_PATH = "config/watcher.toml"
+DEDUP_KEYS = ("guid", "link", "video_id")
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _dedup(value: Any, where: str) -> tuple[str, ...]:
+    keys = string_list(value, where)
+    unknown = [k for k in keys if k not in DEDUP_KEYS]
+    if unknown or "guid" not in keys:
+        raise ConfigError(f'{where}: expected "guid" plus any of link, video_id')
+    return keys
+
+
+WATCHER_SETTINGS = {
+    "state": Setting(text, default="data/watcher.json"),
+    "interval": Setting(duration, default=900.0),
+    "timeout": Setting(duration, default=30.0),
+    "max_bytes": Setting(whole_number(1024), default=20_000_000),
+    "max_concurrency": Setting(whole_number(1, 256), default=16),
+}
+
+FEED_SETTINGS = {
+    "name": Setting(text, required=True),
+    "url": Setting(text, required=True),
+    "interval": Setting(duration),
+    "notify": Setting(string_list),
+    "notify_existing": Setting(whole_number(0, 10_000), default=0),
+    "dedup": Setting(_dedup, default=DEDUP_KEYS),
+}
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    name: str
+    url: str
+    interval: float
+    notify: tuple[str, ...]
+    notify_existing: int
+    dedup: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DestinationConfig:
+    name: str
+    type: str
+    settings: Mapping[str, Any]
+
+    def describe(self) -> str:
+        """One line about the destination with its secrets redacted."""
+        return NOTIFIERS[self.type].describe(self.settings)
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    state: Path
+    interval: float
+    timeout: float
+    max_bytes: int
+    max_concurrency: int
+    feeds: tuple[FeedConfig, ...]
+    destinations: Mapping[str, DestinationConfig]
+
+
+def config_path(cli_value: str | None) -> Path:
+    """`--config`, else `$WATCHER_CONFIG`, else `config/watcher.toml`."""
+    return Path(cli_value or os.environ.get("WATCHER_CONFIG") or DEFAULT_PATH)
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Load and validate the config at `path`; any problem raises `ConfigError`."""
+    environ = os.environ if environ is None else environ
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: config is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    try:
+        return _build(path, _substitute(raw, environ, ""))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _substitute(value: Any, environ: Mapping[str, str], where: str) -> Any:
+    if isinstance(value, str):
+
+        def lookup(match: re.Match) -> str:
+            name = match.group(1)
+            if name not in environ:
+                raise ConfigError(f"{where}: environment variable {name} is not set")
+            return environ[name]
+
+        return _ENV_REFERENCE.sub(lookup, value)
+    if isinstance(value, dict):
+        return {
+            k: _substitute(v, environ, f"{where}.{k}" if where else k) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_substitute(v, environ, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _build(path: Path, raw: dict[str, Any]) -> Config:
+    unknown = sorted(set(raw) - {"watcher", "feeds", "destinations"})
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown section (known: watcher, feeds, destinations)")
+    base = read_table(_table(raw.get("watcher", {}), "watcher"), WATCHER_SETTINGS, "watcher")
+    destinations = _destinations(_array(raw.get("destinations", []), "destinations"))
+    feeds = _feeds(_array(raw.get("feeds"), "feeds"), base["interval"], destinations)
+    return Config(
+        path=path,
+        state=Path(base["state"]),
+        interval=base["interval"],
+        timeout=base["timeout"],
+        max_bytes=base["max_bytes"],
+        max_concurrency=base["max_concurrency"],
+        feeds=feeds,
+        destinations=MappingProxyType(destinations),
+    )
+
+
+def _destinations(tables: list[dict]) -> dict[str, DestinationConfig]:
+    destinations: dict[str, DestinationConfig] = {}
+    for index, table in enumerate(tables):
+        where = f"destinations[{index}]"
+        table = _table(table, where)
+        name = text(table.get("name"), f"{where}.name")
+        kind = table.get("type")
+        if kind not in NOTIFIERS:
+            known = ", ".join(sorted(NOTIFIERS))
+            raise ConfigError(f"{where}.type: unknown destination type {kind!r} (known: {known})")
+        if name in destinations:
+            raise ConfigError(f"{where}.name: duplicate destination name {name!r}")
+        rest = {k: v for k, v in table.items() if k not in ("name", "type")}
+        settings = read_table(rest, NOTIFIERS[kind].SETTINGS, where)
+        NOTIFIERS[kind].validate(settings, where)
+        destinations[name] = DestinationConfig(name, kind, MappingProxyType(settings))
+    return destinations
+
+
+def _feeds(
+    tables: list[dict], default_interval: float, destinations: Mapping[str, DestinationConfig]
+) -> tuple[FeedConfig, ...]:
+    if not tables:
+        raise ConfigError("feeds: at least one [[feeds]] table is required")
+    feeds: list[FeedConfig] = []
+    for index, table in enumerate(tables):
+        where = f"feeds[{index}]"
+        values = read_table(_table(table, where), FEED_SETTINGS, where)
+        if any(feed.name == values["name"] for feed in feeds):
+            raise ConfigError(f"{where}.name: duplicate feed name {values['name']!r}")
+        notify = values["notify"] if values["notify"] is not None else tuple(destinations)
+        for target in notify:
+            if target not in destinations:
+                known = ", ".join(destinations) or "none defined"
+                raise ConfigError(
+                    f"{where}.notify: unknown destination {target!r} (destinations: {known})"
+                )
+        if not notify:
+            raise ConfigError(f"{where}.notify: the feed notifies no destination")
+        values["notify"] = tuple(dict.fromkeys(notify))
+        values["interval"] = values["interval"] or default_interval
+        feeds.append(FeedConfig(**values))
+    return tuple(feeds)
+
+
+def _table(value: Any, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a table")
+    return value
+
+
+def _array(value: Any, where: str) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected an array of tables ([[{where}]])")
+    return value

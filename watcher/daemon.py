@@ -1,0 +1,104 @@
+"""`watcher run`: the scheduler, signals and a clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import UTC, timedelta
+
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from watcher.app import Watcher
+from watcher.clock import utcnow
+from watcher.config import Config
+from watcher.fetch import new_client
+from watcher.store import Store
+
+log = logging.getLogger(__name__)
+
+DELIVERY_INTERVAL = 15.0
+SHUTDOWN_GRACE = 10.0
+
+
+def jitter(interval: float) -> float:
+    """A little spread so feeds with one interval don't all fire together."""
+    return min(interval * 0.1, 60.0)
+
+
+async def run(config: Config, stop: asyncio.Event | None = None) -> int:
+    """Poll every feed now, then each at its interval, until SIGINT/SIGTERM (or `stop`)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    store = Store(config.state)
+    in_flight: set[asyncio.Task] = set()
+
+    def tracked(job):
+        async def wrapper(*args):
+            task = asyncio.current_task()
+            in_flight.add(task)
+            try:
+                await job(*args)
+            except Exception:
+                log.exception("job %s failed", getattr(job, "__name__", job))
+            finally:
+                in_flight.discard(task)
+
+        return wrapper
+
+    try:
+        async with new_client(config.timeout) as client:
+            watcher = Watcher(config, store, client, utcnow)
+            scheduler = AsyncIOScheduler(timezone=UTC)
+            scheduler.add_listener(_log_missed, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
+            start = utcnow()
+            for feed in config.feeds:
+                scheduler.add_job(
+                    tracked(watcher.poll),
+                    IntervalTrigger(seconds=feed.interval, jitter=jitter(feed.interval)),
+                    args=[feed],
+                    id=f"feed:{feed.name}",
+                    name=f"poll {feed.name}",
+                    next_run_time=start,
+                    max_instances=1,
+                    coalesce=True,
+                    misfire_grace_time=max(1, int(feed.interval)),
+                )
+            scheduler.add_job(
+                tracked(watcher.drain),
+                IntervalTrigger(seconds=DELIVERY_INTERVAL),
+                id="deliveries",
+                name="deliver queued talks",
+                next_run_time=start + timedelta(seconds=DELIVERY_INTERVAL),
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=int(DELIVERY_INTERVAL),
+            )
+            scheduler.start()
+            log.info("watching %d feeds; state in %s", len(config.feeds), config.state)
+            await stop.wait()
+            log.info("stopping: no new polls; waiting up to %gs for work in flight", SHUTDOWN_GRACE)
+            scheduler.shutdown(wait=False)
+            if in_flight:
+                _, pending = await asyncio.wait(set(in_flight), timeout=SHUTDOWN_GRACE)
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    await asyncio.wait(pending, timeout=1.0)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        store.close()
+    log.info("stopped")
+    return 0
+
+
+def _log_missed(event: JobEvent) -> None:
+    if event.code == EVENT_JOB_MISSED:
+        log.warning("job %s missed its run time; it runs at the next one", event.job_id)
+    else:
+        log.warning("job %s is still running; skipped this run", event.job_id)

@@ -1,0 +1,111 @@
+"""What every destination shares: the delivery it is given and the errors it raises.
+
+    DeliveryError
+     ├── TransientDeliveryError   try again later (5xx, 408, 429, network, timeout)
+     └── PermanentDeliveryError   this message will never be accepted (other 4xx)
+
+A destination's `send` returns only when the message was accepted; anything
+else raises one of these, so a caller can never mistake a failure for success.
+Messages never carry the destination's URL: it is a secret for Slack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import httpx
+
+from watcher.httputil import parse_retry_after
+from watcher.schema import Setting
+from watcher.talk import Talk
+
+RESPONSE_EXCERPT_BYTES = 200
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One talk for one destination; `id` is stable across retries."""
+
+    id: str
+    feed: str
+    destination: str
+    talk: Talk
+
+
+class DeliveryError(Exception):
+    pass
+
+
+class TransientDeliveryError(DeliveryError):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentDeliveryError(DeliveryError):
+    pass
+
+
+class Notifier(Protocol):
+    TYPE: ClassVar[str]
+    SETTINGS: ClassVar[Mapping[str, Setting]]
+
+    def __init__(self, name: str, settings: Mapping[str, Any]) -> None: ...
+
+    @staticmethod
+    def validate(settings: Mapping[str, Any], where: str) -> None: ...
+
+    @staticmethod
+    def describe(settings: Mapping[str, Any]) -> str: ...
+
+    async def send(self, delivery: Delivery, client: httpx.AsyncClient) -> None: ...
+
+
+async def post_json(
+    client: httpx.AsyncClient,
+    url: str,
+    payload: Any,
+    *,
+    headers: Mapping[str, str] | None = None,
+    timeout: float,
+) -> None:
+    """POST `payload` as JSON; return on 2xx, raise a `DeliveryError` otherwise.
+
+    The whole exchange is bounded by `timeout`, and at most a short excerpt of
+    the response body is read.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            async with client.stream("POST", url, json=payload, headers=headers) as response:
+                if response.is_success:
+                    return
+                excerpt = await _excerpt(response)
+    except TimeoutError:
+        raise TransientDeliveryError(f"timed out after {timeout:g}s") from None
+    except httpx.TransportError as exc:
+        raise TransientDeliveryError(f"network error: {type(exc).__name__}") from None
+    raise status_error(
+        response.status_code, response.reason_phrase, excerpt, response.headers.get("retry-after")
+    )
+
+
+def status_error(
+    status: int, reason: str, excerpt: str, retry_after_header: str | None
+) -> DeliveryError:
+    message = f"HTTP {status} {reason}".rstrip() + (f": {excerpt}" if excerpt else "")
+    if status in (408, 429) or status >= 500:
+        return TransientDeliveryError(message, parse_retry_after(retry_after_header))
+    return PermanentDeliveryError(message)
+
+
+async def _excerpt(response: httpx.Response) -> str:
+    body = b""
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) >= RESPONSE_EXCERPT_BYTES:
+            break
+    text = body[:RESPONSE_EXCERPT_BYTES].decode("utf-8", "replace")
+    return " ".join(text.split())[:RESPONSE_EXCERPT_BYTES]

@@ -1,0 +1,49 @@
+"""Console: a readable summary of each talk on standard output."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+import httpx
+
+from watcher.notifiers.base import Delivery
+from watcher.notifiers.text import facts
+from watcher.schema import Setting
+
+
+def render(delivery: Delivery) -> str:
+    talk = delivery.talk
+    lines = [f"New talk [{delivery.feed}]: {talk.title}"]
+    lines += [f"  {label}: {value}" for label, value in facts(talk)]
+    lines += [f"  > {line}" for line in talk.first_lines]
+    if talk.url:
+        lines.append(f"  Link: {talk.url}")
+    if talk.video_url:
+        lines.append(f"  Video: {talk.video_url}")
+    if talk.thumbnail:
+        lines.append(f"  Thumbnail: {talk.thumbnail}")
+    return "\n".join(lines) + "\n"
+
+
+class ConsoleNotifier:
+    TYPE = "console"
+    SETTINGS: Mapping[str, Setting] = {}
+
+    def __init__(self, name: str, settings: Mapping[str, Any], stream: TextIO | None = None):
+        self.name = name
+        self.stream = stream
+
+    @staticmethod
+    def validate(settings: Mapping[str, Any], where: str) -> None:
+        pass
+
+    @staticmethod
+    def describe(settings: Mapping[str, Any]) -> str:
+        return "console (standard output)"
+
+    async def send(self, delivery: Delivery, client: httpx.AsyncClient) -> None:
+        stream = self.stream or sys.stdout
+        stream.write(render(delivery) + "\n")
+        stream.flush()

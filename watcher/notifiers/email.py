@@ -1,0 +1,165 @@
+"""Email over SMTP: a multipart text + HTML message per talk.
+
+No feed text reaches a header unneutralised: line breaks and control
+characters are folded away, and `=?` is broken so a title cannot smuggle an
+RFC 2047 encoded word (CVE-2024-6923).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import smtplib
+import ssl
+from collections.abc import Mapping
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import formatdate, make_msgid
+from typing import Any
+
+import httpx
+
+from watcher.notifiers.base import Delivery, PermanentDeliveryError, TransientDeliveryError
+from watcher.notifiers.text import facts
+from watcher.schema import ConfigError, Setting, boolean, duration, string_list, text, whole_number
+from watcher.talk import clean_text
+
+SUBJECT_CHARS = 200
+
+
+def header_text(value: str) -> str:
+    return clean_text(value).replace("=?", "= ?")
+
+
+def render(delivery: Delivery, sender: str, recipients: tuple[str, ...]) -> EmailMessage:
+    talk = delivery.talk
+    message = EmailMessage(policy=SMTP)
+    message["Subject"] = header_text(f"New talk: {talk.title}")[:SUBJECT_CHARS]
+    message["From"] = sender
+    message["To"] = ", ".join(recipients)
+    message["Date"] = formatdate(usegmt=True)
+    message["Message-ID"] = make_msgid(idstring=delivery.id[:16], domain="watcher.local")
+    message.set_content(_plain(delivery))
+    message.add_alternative(_html(delivery), subtype="html")
+    return message
+
+
+def _plain(delivery: Delivery) -> str:
+    talk = delivery.talk
+    lines = [talk.title, ""]
+    lines += [f"{label}: {value}" for label, value in facts(talk)]
+    if talk.first_lines:
+        lines += [""] + [f"> {line}" for line in talk.first_lines]
+    lines.append("")
+    lines += [f"{label}: {url}" for label, url in _links(delivery) if url]
+    lines += ["", f"-- watcher, feed {delivery.feed}"]
+    return "\n".join(lines) + "\n"
+
+
+def _links(delivery: Delivery) -> list[tuple[str, str | None]]:
+    talk = delivery.talk
+    return [("Talk page", talk.url), ("Video", talk.video_url)]
+
+
+def _html(delivery: Delivery) -> str:
+    talk = delivery.talk
+    esc = html.escape
+    parts = [f"<h2>{esc(talk.title)}</h2>"]
+    if talk.thumbnail:
+        parts.append(f'<p><img src="{esc(talk.thumbnail)}" alt="First slide" width="480"></p>')
+    items = "".join(f"<li><b>{esc(label)}:</b> {esc(value)}</li>" for label, value in facts(talk))
+    if items:
+        parts.append(f"<ul>{items}</ul>")
+    if talk.first_lines:
+        quoted = "".join(f"<p>{esc(line)}</p>" for line in talk.first_lines)
+        parts.append(f"<blockquote>{quoted}</blockquote>")
+    links = " · ".join(
+        f'<a href="{esc(url)}">{esc(label)}</a>' for label, url in _links(delivery) if url
+    )
+    if links:
+        parts.append(f"<p>{links}</p>")
+    parts.append(f"<p><small>watcher, feed {esc(delivery.feed)}</small></p>")
+    return "<!doctype html><html><body>" + "".join(parts) + "</body></html>\n"
+
+
+class EmailNotifier:
+    TYPE = "email"
+    SETTINGS: Mapping[str, Setting] = {
+        "host": Setting(text, required=True),
+        "port": Setting(whole_number(1, 65535), default=25),
+        "starttls": Setting(boolean, default=False),
+        "ssl": Setting(boolean, default=False),
+        "username": Setting(text),
+        "password": Setting(text, secret=True),
+        "from": Setting(text, required=True),
+        "to": Setting(string_list, required=True),
+        "timeout": Setting(duration, default=30.0),
+    }
+
+    def __init__(self, name: str, settings: Mapping[str, Any]) -> None:
+        self.name = name
+        self.settings = settings
+
+    @staticmethod
+    def validate(settings: Mapping[str, Any], where: str) -> None:
+        if settings["starttls"] and settings["ssl"]:
+            raise ConfigError(f"{where}: choose one of starttls and ssl, not both")
+        if (settings["username"] is None) != (settings["password"] is None):
+            raise ConfigError(f"{where}: username and password go together")
+        for key in ("from",):
+            if "\n" in settings[key] or "\r" in settings[key]:
+                raise ConfigError(f"{where}.{key}: must be a single line")
+
+    @staticmethod
+    def describe(settings: Mapping[str, Any]) -> str:
+        security = "ssl" if settings["ssl"] else "starttls" if settings["starttls"] else "plain"
+        user = f"{settings['username']}@" if settings["username"] else ""
+        return (
+            f"email smtp://{user}{settings['host']}:{settings['port']} ({security}) "
+            f"to {', '.join(settings['to'])}"
+        )
+
+    async def send(self, delivery: Delivery, client: httpx.AsyncClient) -> None:
+        message = render(delivery, self.settings["from"], self.settings["to"])
+        await asyncio.to_thread(self._send_sync, message)
+
+    def _send_sync(self, message: EmailMessage) -> None:
+        s = self.settings
+        try:
+            if s["ssl"]:
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                    s["host"],
+                    s["port"],
+                    timeout=s["timeout"],
+                    context=ssl.create_default_context(),
+                )
+            else:
+                smtp = smtplib.SMTP(s["host"], s["port"], timeout=s["timeout"])
+            with smtp:
+                if s["starttls"]:
+                    smtp.starttls(context=ssl.create_default_context())
+                if s["username"]:
+                    smtp.login(s["username"], s["password"])
+                smtp.send_message(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = sorted({code for code, _ in exc.recipients.values()})
+            error = f"SMTP refused every recipient (codes {codes})"
+            if all(code >= 500 for code in codes):
+                raise PermanentDeliveryError(error) from None
+            raise TransientDeliveryError(error) from None
+        except smtplib.SMTPResponseException as exc:
+            reply = (
+                exc.smtp_error.decode("utf-8", "replace")
+                if isinstance(exc.smtp_error, bytes)
+                else str(exc.smtp_error)
+            )
+            error = f"SMTP {exc.smtp_code}: {' '.join(reply.split())[:200]}"
+            if 500 <= exc.smtp_code < 600:
+                raise PermanentDeliveryError(error) from None
+            raise TransientDeliveryError(error) from None
+        except ssl.SSLError as exc:
+            raise TransientDeliveryError(f"TLS error: {exc.reason or exc}") from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransientDeliveryError(
+                f"SMTP connection failed: {type(exc).__name__}: {exc}"
+            ) from None

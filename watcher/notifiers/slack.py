@@ -1,0 +1,117 @@
+"""Slack incoming webhook: a Block Kit message with a plain `text` fallback.
+
+Feed text is untrusted. Every feed-provided string is escaped (`&`, `<`, `>`),
+so nothing in a title or transcript can become a mention (`<!channel>`) or a
+link, and every text is cut to Block Kit's limits so Slack never rejects it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from watcher.notifiers.base import Delivery, post_json
+from watcher.notifiers.text import facts
+from watcher.schema import Setting, duration, http_url, redact_url
+from watcher.talk import Talk
+
+HEADER_CHARS = 150
+SECTION_CHARS = 3000
+CONTEXT_ELEMENTS = 10
+ALT_TEXT_CHARS = 2000
+URL_CHARS = 3000
+FALLBACK_CHARS = 3000
+
+_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def escape(text: str) -> str:
+    return "".join(_ESCAPES.get(ch, ch) for ch in text)
+
+
+def fit(text: str, limit: int) -> str:
+    """Escape `text` and cut it (never inside an escape) to at most `limit` characters."""
+    escaped = escape(text)
+    if len(escaped) <= limit:
+        return escaped
+    pieces: list[str] = []
+    used = 0
+    for ch in text:
+        piece = _ESCAPES.get(ch, ch)
+        if used + len(piece) > limit - 1:
+            break
+        pieces.append(piece)
+        used += len(piece)
+    return "".join(pieces).rstrip() + "…"
+
+
+def render(delivery: Delivery) -> dict[str, Any]:
+    talk = delivery.talk
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": fit(talk.title or "(untitled)", HEADER_CHARS)},
+        },
+    ]
+    context = [
+        {"type": "mrkdwn", "text": fit(f"*{label}:* {value}", SECTION_CHARS)}
+        for label, value in facts(talk)
+    ][:CONTEXT_ELEMENTS]
+    if context:
+        blocks.append({"type": "context", "elements": context})
+    if talk.first_lines:
+        budget = SECTION_CHARS // len(talk.first_lines) - 3
+        quoted = "\n".join(f"> {fit(line, budget)}" for line in talk.first_lines)
+        section: dict[str, Any] = {"type": "section", "text": {"type": "mrkdwn", "text": quoted}}
+        if talk.thumbnail and len(talk.thumbnail) <= URL_CHARS:
+            section["accessory"] = {
+                "type": "image",
+                "image_url": talk.thumbnail,
+                "alt_text": fit(f"First slide of {talk.title}", ALT_TEXT_CHARS),
+            }
+        blocks.append(section)
+    buttons = [
+        {"type": "button", "text": {"type": "plain_text", "text": label}, "url": url}
+        for label, url in (("Talk page", talk.url), ("Watch video", talk.video_url))
+        if url and len(url) <= URL_CHARS
+    ]
+    if buttons:
+        blocks.append({"type": "actions", "elements": buttons})
+    return {"text": fallback_text(delivery.feed, talk), "blocks": blocks}
+
+
+def fallback_text(feed: str, talk: Talk) -> str:
+    parts = [f"New talk: {talk.title}"]
+    if talk.speaker:
+        parts.append(f"by {talk.speaker}")
+    if talk.event:
+        parts.append(f"at {talk.event}")
+    text = fit(" ".join(parts), FALLBACK_CHARS - URL_CHARS // 3)
+    link = talk.url or talk.video_url
+    return f"{text} {escape(link)}" if link and len(link) < URL_CHARS // 3 else text
+
+
+class SlackNotifier:
+    TYPE = "slack"
+    SETTINGS: Mapping[str, Setting] = {
+        "url": Setting(http_url, required=True, secret=True),
+        "timeout": Setting(duration, default=10.0),
+    }
+
+    def __init__(self, name: str, settings: Mapping[str, Any]) -> None:
+        self.name = name
+        self.url = settings["url"]
+        self.timeout = settings["timeout"]
+
+    @staticmethod
+    def validate(settings: Mapping[str, Any], where: str) -> None:
+        pass
+
+    @staticmethod
+    def describe(settings: Mapping[str, Any]) -> str:
+        return f"slack {redact_url(settings['url'])}"
+
+    async def send(self, delivery: Delivery, client: httpx.AsyncClient) -> None:
+        await post_json(client, self.url, render(delivery), timeout=self.timeout)

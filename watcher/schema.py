@@ -1,0 +1,139 @@
+"""Declared settings: each config table and each destination type lists its keys here.
+
+A `Setting` says what a key holds, whether it is required, and whether it is a
+secret (never printed; shown redacted). `read_table` validates one TOML table
+against such a declaration and names the offending key on any error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+
+class ConfigError(Exception):
+    """An invalid config: the message names the file, the key and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    kind: Callable[[Any, str], Any]
+    required: bool = False
+    default: Any = None
+    secret: bool = False
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def duration(value: Any, where: str) -> float:
+    """ "90s", "15m", "1h", "1d" or a number of seconds → seconds."""
+    if isinstance(value, bool):
+        raise ConfigError(f'{where}: expected a duration like "90s", "15m" or "1h"')
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(value) if isinstance(value, str) else None
+        if not match:
+            raise ConfigError(
+                f'{where}: bad duration {value!r}: use a number with s, m, h or d, like "15m"'
+            )
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ConfigError(f"{where}: duration must be positive, got {value!r}")
+    return seconds
+
+
+def text(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: expected a non-empty string")
+    return value
+
+
+def http_url(value: Any, where: str) -> str:
+    value = text(value, where)
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{where}: expected an http:// or https:// URL")
+    return value
+
+
+def boolean(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false")
+    return value
+
+
+def whole_number(minimum: int = 0, maximum: int = 2**31) -> Callable[[Any, str], int]:
+    def check(value: Any, where: str) -> int:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not (minimum <= value <= maximum)
+        ):
+            raise ConfigError(f"{where}: expected a whole number from {minimum} to {maximum}")
+        return value
+
+    return check
+
+
+def string_list(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where}: expected a list of strings")
+    return tuple(value)
+
+
+def one_of(*choices: str) -> Callable[[Any, str], str]:
+    def check(value: Any, where: str) -> str:
+        if value not in choices:
+            raise ConfigError(f"{where}: expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    return check
+
+
+def read_table(
+    table: Mapping[str, Any], settings: Mapping[str, Setting], where: str
+) -> dict[str, Any]:
+    """Validate `table` against `settings`: unknown keys, missing keys and bad values fail."""
+    unknown = sorted(set(table) - set(settings))
+    if unknown:
+        known = ", ".join(sorted(settings))
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key (known keys: {known})")
+    values = {}
+    for key, setting in settings.items():
+        if key not in table:
+            if setting.required:
+                raise ConfigError(f"{where}.{key}: required key is missing")
+            values[key] = setting.default
+            continue
+        values[key] = setting.kind(table[key], f"{where}.{key}")
+    return values
+
+
+def redact_url(url: str) -> str:
+    """A URL safe to print: scheme and host, the path hidden past its first segment.
+
+    `https://hooks.slack.com/services/T0123/B456/xyz` → `https://hooks.slack.com/services/T0…/***`
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "***"
+    if not parts.scheme:
+        return "***"
+    base = f"{parts.scheme}://{host}{port}"
+    segments = [s for s in parts.path.split("/") if s]
+    if not segments:
+        return base + ("/***" if parts.query else "")
+    if len(segments) == 1:
+        return f"{base}/***"
+    return f"{base}/{segments[0]}/{segments[1][:2]}…/***"

@@ -1,0 +1,86 @@
+"""`watcher status`: what the state file says, per feed and per destination.
+
+It only reads the file (written atomically by the daemon), so it works while
+the daemon runs and never takes the daemon's lock.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from watcher.config import Config
+from watcher.store import AtomicJSONStorage
+
+
+def collect_status(config: Config, now: datetime) -> dict[str, Any]:
+    data = AtomicJSONStorage(str(config.state)).read() or {}
+    feed_rows = {row.get("name"): row for row in data.get("feeds", {}).values()}
+    seen = Counter(row.get("feed") for row in data.get("seen", {}).values())
+    outbox = list(data.get("outbox", {}).values())
+    dest_rows = {row.get("name"): row for row in data.get("destinations", {}).values()}
+    feeds = []
+    for feed in config.feeds:
+        row = feed_rows.get(feed.name, {})
+        feeds.append(
+            {
+                "name": feed.name,
+                "last_poll": row.get("last_poll"),
+                "last_success": row.get("last_success"),
+                "last_error": row.get("last_error"),
+                "consecutive_failures": row.get("failures", 0),
+                "talks_seen": seen.get(feed.name, 0),
+            }
+        )
+    destinations = []
+    for name, dest in config.destinations.items():
+        rows = [r for r in outbox if r.get("destination") == name]
+        live = [r for r in rows if not r.get("dead")]
+        retrying = [r for r in live if r.get("attempts")]
+        row = dest_rows.get(name, {})
+        destinations.append(
+            {
+                "name": name,
+                "target": dest.describe(),
+                "queued": len(live),
+                "retrying": len(retrying),
+                "next_attempt": min(
+                    (r["next_attempt"] for r in retrying if r.get("next_attempt")), default=None
+                ),
+                "dead_lettered": len(rows) - len(live),
+                "last_success": row.get("last_success"),
+                "last_error": row.get("last_error"),
+            }
+        )
+    return {
+        "state": str(config.state),
+        "generated": now.isoformat(),
+        "feeds": feeds,
+        "destinations": destinations,
+    }
+
+
+def format_status(report: dict[str, Any]) -> str:
+    lines = [f"state: {report['state']}", "", "feeds:"]
+    for feed in report["feeds"]:
+        lines.append(
+            f"  {feed['name']}: {feed['talks_seen']} talks seen; last poll "
+            f"{feed['last_poll'] or 'never'}; last success {feed['last_success'] or 'never'}"
+        )
+        if feed["last_error"]:
+            lines.append(
+                f"    last error ({feed['consecutive_failures']} in a row): {feed['last_error']}"
+            )
+    lines += ["", "destinations:"]
+    for dest in report["destinations"]:
+        lines.append(
+            f"  {dest['name']} ({dest['target']}): {dest['queued']} queued, "
+            f"{dest['retrying']} retrying, {dest['dead_lettered']} dead-lettered; "
+            f"last success {dest['last_success'] or 'never'}"
+        )
+        if dest["next_attempt"]:
+            lines.append(f"    next attempt {dest['next_attempt']}")
+        if dest["last_error"]:
+            lines.append(f"    last error: {dest['last_error']}")
+    return "\n".join(lines) + "\n"

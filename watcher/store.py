@@ -1,0 +1,262 @@
+"""The state file: feed state, seen talks and the delivery outbox, in one TinyDB file.
+
+Every write is atomic (temporary file, fsync, rename), so killing the process
+at any moment leaves a file that loads. `batch()` groups the changes of one
+poll into a single write: a talk is marked seen in the same write that queues
+its deliveries. The store knows nothing of HTTP, feeds or Slack.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from tinydb import Query, TinyDB
+from tinydb.middlewares import Middleware
+from tinydb.storages import Storage
+
+SCHEMA_VERSION = 1
+TEMP_PREFIX = ".watcher-tmp-"
+
+
+class StoreError(Exception):
+    """The state file cannot be used; the message says which file and what to do."""
+
+
+class AtomicJSONStorage(Storage):
+    """TinyDB storage that replaces the file atomically on every write.
+
+    A missing file is a new store; an empty or unreadable one is an error, never
+    silently an empty store (that would lose the outbox and re-baseline feeds).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def read(self) -> dict[str, Any] | None:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StoreError(f"{self.path}: cannot read the state file: {exc}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            problem = "empty" if not text.strip() else "not valid JSON"
+            raise StoreError(
+                f"{self.path}: the state file is {problem}"
+                f" ({exc.msg} at line {exc.lineno}); refusing to start, which would re-announce"
+                f" or lose talks. Restore it from a backup or move it away to start afresh."
+            ) from None
+        if not isinstance(data, dict):
+            raise StoreError(f"{self.path}: the state file does not hold a JSON object")
+        return data
+
+    def write(self, data: dict[str, Any]) -> None:
+        directory = self.path.parent
+        fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(data, handle, ensure_ascii=False, separators=(",", ":"))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def close(self) -> None:
+        pass
+
+
+class BatchingMiddleware(Middleware):
+    """Keeps the data in memory; writes through at once, or once at the end of a batch."""
+
+    def __init__(self, storage_cls: type[Storage] = AtomicJSONStorage) -> None:
+        super().__init__(storage_cls)
+        self.cache: dict[str, Any] | None = None
+        self.depth = 0
+        self.dirty = False
+
+    def read(self) -> dict[str, Any] | None:
+        if self.cache is None:
+            self.cache = self.storage.read()
+        return self.cache
+
+    def write(self, data: dict[str, Any]) -> None:
+        self.cache = data
+        self.dirty = True
+        if self.depth == 0:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.dirty and self.cache is not None:
+            self.storage.write(self.cache)
+            self.dirty = False
+
+    def close(self) -> None:
+        self.flush()
+        self.storage.close()
+
+
+def sweep_temporary_files(directory: Path) -> int:
+    """Remove temporary files a killed writer left behind; return how many."""
+    removed = 0
+    for leftover in directory.glob(f"{TEMP_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            leftover.unlink()
+            removed += 1
+    return removed
+
+
+class Store:
+    def __init__(self, path: Path, *, lock: bool = True) -> None:
+        self.path = path
+        self._lock_handle = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{path.parent}: cannot create the state folder: {exc}") from None
+        if lock:
+            self._lock_handle = _acquire_lock(path)
+            sweep_temporary_files(path.parent)
+        self._middleware = BatchingMiddleware(AtomicJSONStorage)
+        self.db = TinyDB(str(path), storage=self._middleware)
+        self._check_schema()
+        self.feeds = self.db.table("feeds")
+        self.seen = self.db.table("seen")
+        self.outbox = self.db.table("outbox")
+        self.destinations = self.db.table("destinations")
+
+    def _check_schema(self) -> None:
+        meta = self.db.table("meta")
+        row = meta.get(doc_id=1)
+        if row is None:
+            if len(self.db.tables()) > 0:
+                raise StoreError(f"{self.path}: not a watcher state file (no schema version)")
+            meta.insert({"schema_version": SCHEMA_VERSION, "next_seq": 1})
+        elif row.get("schema_version") != SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: state schema version {row.get('schema_version')} is not"
+                f" supported by this watcher (expects {SCHEMA_VERSION})"
+            )
+
+    def close(self) -> None:
+        self.db.close()
+        if self._lock_handle is not None:
+            self._lock_handle.close()
+            self._lock_handle = None
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Everything changed inside lands in one atomic write (or none)."""
+        self._middleware.depth += 1
+        try:
+            yield
+        finally:
+            self._middleware.depth -= 1
+        if self._middleware.depth == 0:
+            self._middleware.flush()
+
+    # feed state
+
+    def feed_state(self, feed: str) -> dict[str, Any]:
+        row = self.feeds.get(Query().name == feed)
+        return dict(row) if row else {}
+
+    def update_feed_state(self, feed: str, **fields: Any) -> None:
+        self.feeds.upsert({"name": feed, **fields}, Query().name == feed)
+
+    def all_feed_states(self) -> list[dict[str, Any]]:
+        return [dict(row) for row in self.feeds.all()]
+
+    # seen talks
+
+    def seen_keys(self, feed: str) -> set[str]:
+        keys: set[str] = set()
+        for row in self.seen.search(Query().feed == feed):
+            keys.update(row["keys"])
+        return keys
+
+    def seen_count(self, feed: str) -> int:
+        return self.seen.count(Query().feed == feed)
+
+    def mark_seen(self, feed: str, guid: str, keys: Iterable[str], now: str) -> None:
+        self.seen.upsert(
+            {"feed": feed, "guid": guid, "keys": sorted(keys), "first_seen": now},
+            (Query().feed == feed) & (Query().guid == guid),
+        )
+
+    # outbox
+
+    def enqueue(self, entry: dict[str, Any]) -> None:
+        """Queue one delivery; an entry with the same id already queued is kept as is."""
+        if self.outbox.contains(Query().id == entry["id"]):
+            return
+        meta = self.db.table("meta")
+        seq = meta.get(doc_id=1)["next_seq"]
+        meta.update({"next_seq": seq + 1}, doc_ids=[1])
+        self.outbox.insert(
+            {
+                **entry,
+                "seq": seq,
+                "attempts": 0,
+                "next_attempt": None,
+                "last_error": None,
+                "dead": False,
+            }
+        )
+
+    def pending(self, destination: str) -> list[dict[str, Any]]:
+        rows = self.outbox.search((Query().destination == destination) & (Query().dead == False))  # noqa: E712
+        return sorted((dict(row) for row in rows), key=lambda row: row["seq"])
+
+    def outbox_rows(self) -> list[dict[str, Any]]:
+        return sorted((dict(row) for row in self.outbox.all()), key=lambda row: row["seq"])
+
+    def delivered(self, delivery_id: str) -> None:
+        self.outbox.remove(Query().id == delivery_id)
+
+    def delivery_failed(self, delivery_id: str, **fields: Any) -> None:
+        self.outbox.update(fields, Query().id == delivery_id)
+
+    def update_destination_state(self, destination: str, **fields: Any) -> None:
+        self.destinations.upsert({"name": destination, **fields}, Query().name == destination)
+
+    def destination_state(self, destination: str) -> dict[str, Any]:
+        row = self.destinations.get(Query().name == destination)
+        return dict(row) if row else {}
+
+
+def _acquire_lock(path: Path):
+    """One writer per state file: an exclusive lock on `<state>.lock`, naming its holder."""
+    lock_path = path.with_name(path.name + ".lock")
+    handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 (held for the store's life)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise StoreError(
+            f"{path}: the state file is in use by another watcher (pid {holder});"
+            f" stop it first, or give this one another state file"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle

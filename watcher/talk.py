@@ -1,0 +1,259 @@
+"""The `Talk` record and how one is read out of a feed entry.
+
+Everything here is pure: a feedparser entry (a mapping) in, a `Talk` out. The
+field names are a public contract: `watcher inspect --json` prints them and the
+webhook payload carries them.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import lxml.etree
+import lxml.html
+
+FIRST_LINES_MAX = 3
+FIRST_LINE_CHARS = 300
+
+_SLIDE_HEADING = re.compile(r"Slide\s+(\d+)\s*[—–-]\s*((?:\d+:)?\d{1,2}:\d{2})")
+_SLIDES_CLAIMED = re.compile(r"(\d+)\s+slides?\s+extracted", re.IGNORECASE)
+_YOUTUBE_ID = re.compile(
+    r"(?:youtube(?:-nocookie)?\.com/(?:embed/|watch\?(?:[^\s\"'<>]*?&(?:amp;)?)?v=|shorts/)"
+    r"|youtu\.be/)([A-Za-z0-9_-]{11})(?![A-Za-z0-9_-])"
+)
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class Talk:
+    guid: str
+    title: str
+    speaker: str | None
+    event: str | None
+    raw_title: str
+    url: str | None
+    video_id: str | None
+    video_url: str | None
+    published: str | None
+    slide_count: int | None
+    slides_present: int
+    duration: int | None
+    thumbnail: str | None
+    first_lines: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> Talk:
+        return cls(**{name: data.get(name) for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class Slide:
+    seconds: int
+    image: str | None
+    transcript: str
+
+
+def talk_from_entry(entry: Mapping) -> Talk:
+    """Read one talk out of a feedparser entry (parsed with `sanitize_html=False`)."""
+    raw_title = clean_text(entry.get("title") or "")
+    title, speaker, event = split_title(raw_title)
+    url = safe_url(entry.get("link"))
+    published = _published(entry)
+    description = _description_html(entry)
+    root = _html_root(description)
+    slides = _slides(root) if root is not None else []
+    claimed = _claimed_slide_count(root)
+    video_id = _video_id(description, entry)
+    if slides:
+        lines = [line for line in (shorten(s.transcript) for s in slides) if line]
+    else:
+        lines = first_sentences(_plain_text(root))
+    return Talk(
+        guid=_guid(entry, url, raw_title, published),
+        title=title,
+        speaker=speaker,
+        event=event,
+        raw_title=raw_title,
+        url=url,
+        video_id=video_id,
+        video_url=f"https://www.youtube.com/watch?v={video_id}" if video_id else None,
+        published=published,
+        slide_count=claimed if claimed is not None else (len(slides) or None),
+        slides_present=len(slides),
+        duration=slides[-1].seconds if slides else None,
+        thumbnail=next((s.image for s in slides if s.image), None),
+        first_lines=lines[:FIRST_LINES_MAX],
+    )
+
+
+def split_title(raw_title: str) -> tuple[str, str | None, str | None]:
+    """`Title | Speaker | Event` → its parts; a two-part title's second part is the speaker."""
+    parts = [part.strip() for part in raw_title.split(" | ")]
+    title = parts[0]
+    speaker = parts[1] or None if len(parts) > 1 else None
+    event = " | ".join(parts[2:]) or None if len(parts) > 2 else None
+    return title, speaker, event
+
+
+def safe_url(value: object) -> str | None:
+    """The URL if it is an absolute http(s) URL, else None: feed links reach readers."""
+    if not isinstance(value, str):
+        return None
+    value = value.strip().encode("utf-8", "replace").decode("utf-8")
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    if any(ch.isspace() or ch in "<>\"'" for ch in value) or _CONTROL_CHARS.search(value):
+        return None
+    return value
+
+
+def clean_text(value: str) -> str:
+    """Collapse white space (line breaks included), drop control characters and lone surrogates."""
+    value = value.encode("utf-8", "replace").decode("utf-8")
+    return " ".join(_CONTROL_CHARS.sub(" ", value).split())
+
+
+def shorten(text: str, limit: int = FIRST_LINE_CHARS) -> str:
+    """Cut `text` to at most `limit` characters on a word boundary, ending with `…`."""
+    text = clean_text(text)
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if " " in cut:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:-") + "…"
+
+
+def first_sentences(text: str, count: int = FIRST_LINES_MAX) -> list[str]:
+    sentences = [s for s in _SENTENCE_END.split(clean_text(text)) if s]
+    return [shorten(s) for s in sentences[:count]]
+
+
+def parse_timestamp(value: str) -> int:
+    """`m:ss` or `h:mm:ss` → seconds."""
+    seconds = 0
+    for part in value.split(":"):
+        seconds = seconds * 60 + int(part)
+    return seconds
+
+
+def _guid(entry: Mapping, url: str | None, raw_title: str, published: str | None) -> str:
+    guid = entry.get("id")
+    if isinstance(guid, str) and guid.strip():
+        return clean_text(guid)
+    if url:
+        return url
+    digest = hashlib.sha256(f"{raw_title}\n{published or ''}".encode()).hexdigest()
+    return f"sha256:{digest[:32]}"
+
+
+def _published(entry: Mapping) -> str | None:
+    parsed = entry.get("published_parsed") or entry.get("updated_parsed")
+    if not isinstance(parsed, time.struct_time):
+        return None
+    try:
+        moment = datetime.fromtimestamp(calendar.timegm(parsed), tz=UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _description_html(entry: Mapping) -> str:
+    for content in entry.get("content") or []:
+        value = content.get("value") if isinstance(content, Mapping) else None
+        if value:
+            return value
+    summary = entry.get("summary") or entry.get("description") or ""
+    return summary if isinstance(summary, str) else ""
+
+
+def _html_root(markup: str) -> lxml.html.HtmlElement | None:
+    markup = markup.replace("\x00", "")
+    if not markup.strip():
+        return None
+    try:
+        return lxml.html.fragment_fromstring(markup, create_parent="div")
+    except (lxml.etree.ParserError, ValueError):
+        return None
+
+
+def _plain_text(root: lxml.html.HtmlElement | None) -> str:
+    if root is None:
+        return ""
+    for element in list(root.iter("script", "style")):
+        if element.getparent() is not None:
+            element.drop_tree()
+    return root.text_content()
+
+
+def _claimed_slide_count(root: lxml.html.HtmlElement | None) -> int | None:
+    if root is None:
+        return None
+    for element in root.iter("em", "p"):
+        match = _SLIDES_CLAIMED.search(element.text_content())
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def _slides(root: lxml.html.HtmlElement) -> list[Slide]:
+    """Each `<h2>Slide K — m:ss</h2>` and the table after it: image and transcript."""
+    slides = []
+    for heading in root.iter("h2"):
+        match = _SLIDE_HEADING.search(heading.text_content())
+        if not match:
+            continue
+        table = heading.getnext()
+        while table is not None and table.tag != "table":
+            if table.tag == "h2":
+                table = None
+                break
+            table = table.getnext()
+        image, transcript = _slide_table(table) if table is not None else (None, "")
+        slides.append(Slide(parse_timestamp(match.group(2)), image, transcript))
+    return slides
+
+
+def _slide_table(table: lxml.html.HtmlElement) -> tuple[str | None, str]:
+    image = None
+    texts = []
+    for cell in table.iter("td"):
+        img = next(cell.iter("img"), None)
+        if img is not None:
+            image = image or safe_url(img.get("src"))
+        else:
+            texts.append(cell.text_content())
+    return image, clean_text(" ".join(texts))
+
+
+def _video_id(description: str, entry: Mapping) -> str | None:
+    """The YouTube id, case preserved: from the description's embed/watch links, then links.
+
+    Never from the GUID, which this feed lower-cases.
+    """
+    candidates = [description]
+    candidates += [
+        link.get("href", "") for link in entry.get("links") or [] if hasattr(link, "get")
+    ]
+    candidates.append(entry.get("link") or "")
+    for text in candidates:
+        if isinstance(text, str):
+            match = _YOUTUBE_ID.search(text)
+            if match:
+                return match.group(1)
+    return None
