@@ -163,7 +163,8 @@ def _guid(entry: Mapping, url: str | None, raw_title: str, published: str | None
 
 
 def _published(entry: Mapping) -> str | None:
-    parsed = entry.get("published_parsed") or entry.get("updated_parsed")
+    # dict.get: feedparser's own get() maps one key onto the other, with a warning.
+    parsed = dict.get(entry, "published_parsed") or dict.get(entry, "updated_parsed")
     if not isinstance(parsed, time.struct_time):
         return None
     try:

@@ -1,0 +1,183 @@
+"""Real servers on 127.0.0.1 for the tests: a feed host with ETag, recording
+webhook/Slack endpoints, an SMTP server, and the `watcher` command as a process."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SEED_FEED = FIXTURES / "feeds" / "talks-feed.xml"
+REPO = Path(__file__).parent.parent
+
+
+@pytest.fixture(scope="session")
+def httpserver_listen_address():
+    return ("127.0.0.1", 0)
+
+
+def seed_bytes() -> bytes:
+    return SEED_FEED.read_bytes()
+
+
+def add_talk(feed: bytes, video_id: str, title: str, published: str) -> bytes:
+    """The feed with one more talk at the top, shaped like the seed's first item."""
+    text = feed.decode()
+    items = re.findall(r"<item>.*?</item>", text, flags=re.S)
+    template = items[0]
+    old_id = re.search(r"embed/([A-Za-z0-9_-]{11})", template).group(1)
+    item = template.replace(old_id, video_id).replace(old_id.lower(), video_id.lower())
+    item = re.sub(r"<title>.*?</title>", f"<title>{title}</title>", item, count=1)
+    item = re.sub(r"<pubDate>.*?</pubDate>", f"<pubDate>{published}</pubDate>", item, count=1)
+    start = text.index("<item>")
+    return (text[:start] + item + text[start:]).encode()
+
+
+class FeedHost:
+    """Serves a feed whose body the test can change, with ETag/Last-Modified
+    and 304 on a matching conditional GET; records every request."""
+
+    def __init__(self, server: HTTPServer, path: str = "/feed.xml") -> None:
+        self.server = server
+        self.path = path
+        self.body = seed_bytes()
+        self.status = 200
+        self.requests: list[dict[str, str]] = []
+        self.responses: list[int] = []
+        self.modified = formatdate(1_780_000_000, usegmt=True)
+        server.expect_request(path).respond_with_handler(self._handle)
+
+    @property
+    def url(self) -> str:
+        return self.server.url_for(self.path)
+
+    @property
+    def etag(self) -> str:
+        return '"' + hashlib.sha256(self.body).hexdigest()[:16] + '"'
+
+    def set_body(self, body: bytes) -> None:
+        self.body = body
+        self.modified = formatdate(1_780_000_000 + len(self.responses) + 1, usegmt=True)
+
+    def _handle(self, request: Request) -> Response:
+        self.requests.append(dict(request.headers))
+        if self.status != 200:
+            self.responses.append(self.status)
+            return Response("feed is down", status=self.status)
+        if request.headers.get("If-None-Match") == self.etag:
+            self.responses.append(304)
+            return Response(status=304, headers={"ETag": self.etag})
+        self.responses.append(200)
+        return Response(
+            self.body,
+            content_type="application/rss+xml; charset=utf-8",
+            headers={"ETag": self.etag, "Last-Modified": self.modified},
+        )
+
+
+@dataclass
+class Recorder:
+    """An endpoint that records every POST; `statuses` are answered in turn, then 200."""
+
+    server: HTTPServer
+    path: str
+    statuses: list[int] = field(default_factory=list)
+    received: list[dict] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.server.expect_request(self.path, method="POST").respond_with_handler(self._handle)
+
+    @property
+    def url(self) -> str:
+        return self.server.url_for(self.path)
+
+    def _handle(self, request: Request) -> Response:
+        status = self.statuses.pop(0) if self.statuses else 200
+        if status == 200:
+            self.received.append(json.loads(request.get_data()))
+            self.headers.append(dict(request.headers))
+        return Response("ok" if status == 200 else "nope", status=status)
+
+
+@pytest.fixture
+def feed_host(httpserver: HTTPServer) -> FeedHost:
+    return FeedHost(httpserver)
+
+
+@pytest.fixture
+def webhook(httpserver: HTTPServer) -> Recorder:
+    return Recorder(httpserver, "/hook")
+
+
+@pytest.fixture
+def slack(httpserver: HTTPServer) -> Recorder:
+    return Recorder(httpserver, "/services/T000/B000/secretslacktoken")
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+        self.envelopes: list[tuple[str, list[str]]] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self.lock:
+            self.messages.append(message)
+            self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def smtp_server():
+    inbox = _Inbox()
+    inbox.port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=inbox.port)
+    controller.start()
+    yield inbox
+    controller.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_config(directory: Path, body: str) -> Path:
+    path = directory / "watcher.toml"
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+def watcher_command(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
+    """Run `python -m watcher ARGS` as its own process, as a user would."""
+    full_env = {k: v for k, v in os.environ.items() if k != "WATCHER_CONFIG"}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "watcher", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,0 +1,182 @@
+"""`watcher run` as a real process: schedule, signals, the state file's lock and guards."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, add_talk, watcher_command, write_config
+
+
+class Daemon:
+    def __init__(self, cwd: Path, *args: str) -> None:
+        self.out = cwd / "daemon.out"
+        self.err = cwd / "daemon.err"
+        env = {k: v for k, v in os.environ.items() if k != "WATCHER_CONFIG"}
+        with self.out.open("wb") as out, self.err.open("wb") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "watcher", "run", *args],
+                cwd=cwd,
+                stdout=out,
+                stderr=err,
+                env=env,
+            )
+
+    @property
+    def stdout(self) -> str:
+        return self.out.read_text(encoding="utf-8")
+
+    @property
+    def stderr(self) -> str:
+        return self.err.read_text(encoding="utf-8")
+
+    def wait_for(self, condition, what: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            if self.process.poll() is not None:
+                pytest.fail(
+                    f"watcher exited ({self.process.returncode}) before {what}:\n{self.stderr}"
+                )
+            time.sleep(0.05)
+        pytest.fail(f"timed out waiting for {what}:\n{self.stderr}")
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        self.process.send_signal(signum)
+        return self.process.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def daemons():
+    started: list[Daemon] = []
+    yield lambda *a, **k: started.append(Daemon(*a, **k)) or started[-1]
+    for daemon in started:
+        daemon.kill()
+
+
+def test_shipped_example_announces_on_the_console_then_stays_quiet(tmp_path, daemons):
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    daemon = daemons(tmp_path, "--config", "config/example.toml")
+    daemon.wait_for(lambda: daemon.stdout.count("New talk") == 3, "three talks on stdout")
+    assert daemon.stop(signal.SIGINT) == 0
+    assert "stopped" in daemon.stderr
+    assert "Speaker: Frank McSherry" in daemon.stdout
+
+    again = daemons(tmp_path, "--config", "config/example.toml")
+    again.wait_for(
+        lambda: (
+            "first poll" in again.stderr
+            or "unchanged" in again.stderr
+            or "watching 1 feeds" in again.stderr
+        ),
+        "start",
+    )
+    time.sleep(1.0)
+    assert again.stop() == 0
+    assert again.stdout == ""
+
+
+def test_daemon_announces_a_talk_that_appears_and_exits_cleanly(
+    tmp_path, daemons, feed_host, webhook
+):
+    write_config(
+        tmp_path,
+        f"""
+[watcher]
+state = "state/watcher.json"
+interval = "1s"
+
+[[feeds]]
+name = "talks"
+url = "{feed_host.url}"
+
+[[destinations]]
+name = "hook"
+type = "webhook"
+url = "{webhook.url}"
+""",
+    )
+    daemon = daemons(tmp_path, "--config", "watcher.toml")
+    daemon.wait_for(lambda: "first poll" in daemon.stderr, "the baseline")
+    feed_host.set_body(
+        add_talk(
+            feed_host.body,
+            "DaEmOnTaLk1",
+            "Live | A Speaker | Conf",
+            "Fri, 12 Jun 2026 00:00:00 +0000",
+        )
+    )
+    daemon.wait_for(lambda: webhook.received, "the new talk at the webhook")
+    daemon.wait_for(lambda: feed_host.responses[-3:] == [304, 304, 304], "polls to go on")
+    assert daemon.stop() == 0
+    assert [p["talk"]["video_id"] for p in webhook.received] == ["DaEmOnTaLk1"]
+
+
+def test_second_instance_on_the_same_state_refuses_to_start(tmp_path, daemons, feed_host, webhook):
+    write_config(
+        tmp_path,
+        f"""
+[watcher]
+state = "state/watcher.json"
+
+[[feeds]]
+name = "talks"
+url = "{feed_host.url}"
+"""
+        + f'\n[[destinations]]\nname = "hook"\ntype = "webhook"\nurl = "{webhook.url}"\n',
+    )
+    daemon = daemons(tmp_path, "--config", "watcher.toml")
+    daemon.wait_for(lambda: "first poll" in daemon.stderr, "the baseline")
+    for command in ("run", "poll"):
+        result = watcher_command(command, "--config", "watcher.toml", cwd=tmp_path, timeout=20)
+        assert result.returncode == 2
+        assert result.stderr.strip() == (
+            f"watcher: error: state/watcher.json: the state file is in use by another watcher "
+            f"(pid {daemon.process.pid}); stop it first, or give this one another state file"
+        )
+    status = watcher_command("status", "--config", "watcher.toml", cwd=tmp_path)
+    assert status.returncode == 0 and "3 talks seen" in status.stdout
+    assert daemon.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"), [(b"", "empty"), (b'{"feeds": {"1": ', "not valid JSON")]
+)
+def test_a_damaged_state_file_is_never_taken_for_an_empty_one(
+    tmp_path, feed_host, content, problem
+):
+    write_config(
+        tmp_path,
+        f"""
+[watcher]
+state = "watcher.json"
+
+[[feeds]]
+name = "talks"
+url = "{feed_host.url}"
+
+[[destinations]]
+name = "screen"
+type = "console"
+""",
+    )
+    (tmp_path / "watcher.json").write_bytes(content)
+    result = watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"watcher: error: watcher.json: the state file is {problem}")
+    assert "refusing to start" in result.stderr
+    assert (tmp_path / "watcher.json").read_bytes() == content
+    assert feed_host.requests == []
