@@ -30,6 +30,7 @@ _YOUTUBE_ID = re.compile(
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def safe_url(value: object) -> str | None:
     """The URL if it is an absolute http(s) URL, else None: feed links reach readers."""
     if not isinstance(value, str):
         return None
-    value = value.strip().encode("utf-8", "replace").decode("utf-8")
+    value = _SURROGATES.sub("\ufffd", value.strip())
     try:
         parts = urlsplit(value)
     except ValueError:
@@ -124,7 +125,7 @@ def safe_url(value: object) -> str | None:
 
 def clean_text(value: str) -> str:
     """Collapse white space (line breaks included), drop control characters and lone surrogates."""
-    value = value.encode("utf-8", "replace").decode("utf-8")
+    value = _SURROGATES.sub("\ufffd", value)
     return " ".join(_CONTROL_CHARS.sub(" ", value).split())
 
 
