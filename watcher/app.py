@@ -31,13 +31,16 @@ class Watcher:
             name: build_notifier(name, dest.type, dest.settings)
             for name, dest in config.destinations.items()
         }
-        self.deliverer = Deliverer(store, notifiers, client, clock)
+        policies = {name: dest.policy for name, dest in config.destinations.items()}
+        self.deliverer = Deliverer(store, notifiers, policies, client, clock)
         self._slots = asyncio.Semaphore(config.max_concurrency)
 
     async def poll(self, feed: FeedConfig) -> PollResult:
+        """Poll one feed; its new talks are queued, and the delivery loops woken."""
         async with self._slots:
             result = await poll_feed(feed, self.config, self.store, self.client, self.clock())
-        await self.deliverer.drain(feed.notify)
+        if result.announced:
+            self.deliverer.kick(feed.notify)
         return result
 
     async def poll_all(self, feeds: Iterable[FeedConfig]) -> list[PollResult]:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from watcher import __version__
 from watcher.app import Watcher
-from watcher.clock import utcnow
+from watcher.clock import iso, utcnow
 from watcher.config import Config, config_path, load_config
 from watcher.daemon import run
 from watcher.feed import parse_feed
@@ -66,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
             "check-config", help="validate the config and print a summary; exit 2 if invalid"
         )
     )
+    redeliver = with_config(
+        commands.add_parser(
+            "redeliver",
+            help="send dead-lettered deliveries again (of one destination, or all), then exit",
+        )
+    )
+    redeliver.add_argument("destination", nargs="?", metavar="DEST", help="a destination name")
     status = with_config(
         commands.add_parser(
             "status", help="per feed and destination: last poll, errors, queued deliveries"
@@ -171,6 +178,33 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_redeliver(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if args.destination and args.destination not in config.destinations:
+        known = ", ".join(config.destinations)
+        raise ConfigError(
+            f"{config.path}: no destination named {args.destination!r} (destinations: {known})"
+        )
+    return asyncio.run(_redeliver(config, args.destination))
+
+
+async def _redeliver(config: Config, destination: str | None) -> int:
+    store = Store(config.state)
+    try:
+        count = store.requeue_dead(destination, iso(utcnow()))
+        log.info("re-queued %d dead-lettered deliveries", count)
+        async with new_client(config.timeout) as client:
+            result = await Watcher(config, store, client, utcnow).drain()
+    finally:
+        store.close()
+    log.info(
+        "delivered %d; %d failed and stay queued or dead-lettered",
+        result.sent,
+        result.failed + result.dead,
+    )
+    return EXIT_OK if not (result.failed or result.dead) else EXIT_FAILED
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     config = _config(args)
     report = collect_status(config, utcnow())
@@ -188,4 +222,5 @@ COMMANDS = {
     "inspect": cmd_inspect,
     "check-config": cmd_check_config,
     "status": cmd_status,
+    "redeliver": cmd_redeliver,
 }

@@ -16,7 +16,9 @@ from watcher.schema import (
     ConfigError,
     Setting,
     duration,
+    rate,
     read_table,
+    reject_unknown,
     string_list,
     text,
     whole_number,
@@ -42,6 +44,13 @@ WATCHER_SETTINGS = {
     "timeout": Setting(duration, default=30.0),
     "max_bytes": Setting(whole_number(1024), default=20_000_000),
     "max_concurrency": Setting(whole_number(1, 256), default=16),
+    "retention": Setting(duration, default=90 * 86400.0),
+}
+
+DELIVERY_SETTINGS = {
+    "max_attempts": Setting(whole_number(1, 1_000_000)),
+    "give_up_after": Setting(duration, default=24 * 3600.0),
+    "rate": Setting(rate),
 }
 
 FEED_SETTINGS = {
@@ -65,10 +74,20 @@ class FeedConfig:
 
 
 @dataclass(frozen=True)
+class DeliveryPolicy:
+    """How a destination's deliveries are retried and paced; the same keys for every type."""
+
+    max_attempts: int | None = None
+    give_up_after: float = 24 * 3600.0
+    rate: float | None = None  # messages per second; None: as fast as accepted
+
+
+@dataclass(frozen=True)
 class DestinationConfig:
     name: str
     type: str
     settings: Mapping[str, Any]
+    policy: DeliveryPolicy = DeliveryPolicy()
 
     def describe(self) -> str:
         """One line about the destination with its secrets redacted."""
@@ -83,6 +102,7 @@ class Config:
     timeout: float
     max_bytes: int
     max_concurrency: int
+    retention: float
     feeds: tuple[FeedConfig, ...]
     destinations: Mapping[str, DestinationConfig]
 
@@ -144,6 +164,7 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
         timeout=base["timeout"],
         max_bytes=base["max_bytes"],
         max_concurrency=base["max_concurrency"],
+        retention=base["retention"],
         feeds=feeds,
         destinations=MappingProxyType(destinations),
     )
@@ -161,10 +182,18 @@ def _destinations(tables: list[dict]) -> dict[str, DestinationConfig]:
             raise ConfigError(f"{where}.type: unknown destination type {kind!r} (known: {known})")
         if name in destinations:
             raise ConfigError(f"{where}.name: duplicate destination name {name!r}")
+        notifier = NOTIFIERS[kind]
         rest = {k: v for k, v in table.items() if k not in ("name", "type")}
-        settings = read_table(rest, NOTIFIERS[kind].SETTINGS, where)
-        NOTIFIERS[kind].validate(settings, where)
-        destinations[name] = DestinationConfig(name, kind, MappingProxyType(settings))
+        common = {k: v for k, v in rest.items() if k in DELIVERY_SETTINGS}
+        own = {k: v for k, v in rest.items() if k not in DELIVERY_SETTINGS}
+        reject_unknown(table, {"name", "type", *notifier.SETTINGS, *DELIVERY_SETTINGS}, where)
+        settings = read_table(own, notifier.SETTINGS, where)
+        policy = read_table(common, DELIVERY_SETTINGS, where)
+        policy["rate"] = policy["rate"] if policy["rate"] is not None else notifier.DEFAULT_RATE
+        notifier.validate(settings, where)
+        destinations[name] = DestinationConfig(
+            name, kind, MappingProxyType(settings), DeliveryPolicy(**policy)
+        )
     return destinations
 
 

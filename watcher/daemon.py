@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from datetime import UTC, timedelta
+from datetime import UTC
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -19,7 +19,6 @@ from watcher.store import Store
 
 log = logging.getLogger(__name__)
 
-DELIVERY_INTERVAL = 15.0
 SHUTDOWN_GRACE = 10.0
 
 
@@ -68,27 +67,18 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> int:
                     coalesce=True,
                     misfire_grace_time=max(1, int(feed.interval)),
                 )
-            scheduler.add_job(
-                tracked(watcher.drain),
-                IntervalTrigger(seconds=DELIVERY_INTERVAL),
-                id="deliveries",
-                name="deliver queued talks",
-                next_run_time=start + timedelta(seconds=DELIVERY_INTERVAL),
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=int(DELIVERY_INTERVAL),
-            )
+            deliveries = asyncio.create_task(watcher.deliverer.run_forever())
             scheduler.start()
             log.info("watching %d feeds; state in %s", len(config.feeds), config.state)
             await stop.wait()
             log.info("stopping: no new polls; waiting up to %gs for work in flight", SHUTDOWN_GRACE)
             scheduler.shutdown(wait=False)
-            if in_flight:
-                _, pending = await asyncio.wait(set(in_flight), timeout=SHUTDOWN_GRACE)
-                for task in pending:
-                    task.cancel()
-                if pending:
-                    await asyncio.wait(pending, timeout=1.0)
+            watcher.deliverer.stop()
+            _, pending = await asyncio.wait({deliveries, *in_flight}, timeout=SHUTDOWN_GRACE)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)

@@ -7,7 +7,7 @@ import hashlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import httpx
@@ -111,28 +111,43 @@ async def poll_feed(
         return _failed(store, feed, state, stamp, parsed.error)
     for warning in parsed.warnings:
         log.warning("feed %s: %s", feed.name, warning)
-    announce = _record(store, feed, state, parsed.talks, stamp, success, fetched)
+    announce = _record(store, feed, config, state, parsed.talks, now, success, fetched)
     return PollResult(feed.name, ok=True, announced=announce)
 
 
-def _record(store, feed, state, talks, stamp, success, fetched) -> int:
-    seen = store.seen_keys(feed.name)
-    new: list[tuple[Talk, set[str]]] = []
+@dataclass(frozen=True)
+class Diff:
+    new: list[tuple[Talk, set[str]]]  # in publication order, with each talk's keys
+    present: set[str]  # the keys of every talk in the document
+
+
+def diff(talks: list[Talk], seen: set[str], dedup: Iterable[str]) -> Diff:
+    """Which talks are new: none of their keys seen before (nor earlier in this document)."""
+    seen = set(seen)
+    new: dict[str, set[str]] = {}
+    present: set[str] = set()
     for talk in talks:
-        keys = identity_keys(talk, feed.dedup)
+        keys = identity_keys(talk, dedup)
+        present |= keys
         if keys.isdisjoint(seen):
-            new.append((talk, keys))
+            new[talk.guid] = keys
             seen |= keys
-    keys_of = {talk.guid: keys for talk, keys in new}
-    ordered = publication_order([talk for talk, _ in new])
+    ordered = publication_order([talk for talk in talks if talk.guid in new])
+    return Diff([(talk, new[talk.guid]) for talk in ordered], present)
+
+
+def _record(store, feed, config, state, talks, now, success, fetched) -> int:
+    stamp = iso(now)
+    changes = diff(talks, store.seen_keys(feed.name), feed.dedup)
     baseline = not state.get("baselined")
+    announce = [talk for talk, _ in changes.new]
     if baseline:
-        announce = ordered[len(ordered) - feed.notify_existing :] if feed.notify_existing else []
-    else:
-        announce = ordered
+        announce = announce[len(announce) - feed.notify_existing :] if feed.notify_existing else []
+    prune_before = iso(now - timedelta(seconds=config.retention))
     with store.batch():
-        for talk in ordered:
-            store.mark_seen(feed.name, talk.guid, keys_of[talk.guid], stamp)
+        for talk, keys in changes.new:
+            store.mark_seen(feed.name, talk.guid, keys, stamp)
+        forgotten = store.refresh_presence(feed.name, changes.present, stamp, prune_before)
         for talk in announce:
             for destination in feed.notify:
                 store.enqueue(
@@ -152,11 +167,18 @@ def _record(store, feed, state, talks, stamp, success, fetched) -> int:
             last_modified=fetched.last_modified,
             body_sha256=fetched.sha256,
         )
+    if forgotten:
+        log.info(
+            "feed %s: forgot %d talks gone from the feed for over %gs",
+            feed.name,
+            forgotten,
+            config.retention,
+        )
     if baseline:
         log.info(
             "feed %s: first poll, %d talks recorded as seen, %d announced",
             feed.name,
-            len(ordered),
+            len(changes.new),
             len(announce),
         )
     elif announce:

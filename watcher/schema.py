@@ -8,7 +8,7 @@ against such a declaration and names the offending key on any error.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,6 +46,17 @@ def duration(value: Any, where: str) -> float:
     if seconds <= 0:
         raise ConfigError(f"{where}: duration must be positive, got {value!r}")
     return seconds
+
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|m|h)\s*$")
+
+
+def rate(value: Any, where: str) -> float:
+    """ "1/s", "20/m", "100/h" → messages per second."""
+    match = _RATE.match(value) if isinstance(value, str) else None
+    if not match or float(match.group(1)) <= 0:
+        raise ConfigError(f'{where}: bad rate {value!r}: use messages per s, m or h, like "1/s"')
+    return float(match.group(1)) / _UNIT_SECONDS[match.group(2)]
 
 
 def text(value: Any, where: str) -> str:
@@ -98,14 +109,18 @@ def one_of(*choices: str) -> Callable[[Any, str], str]:
     return check
 
 
+def reject_unknown(table: Mapping[str, Any], known: Iterable[str], where: str) -> None:
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        listed = ", ".join(sorted(known))
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key (known keys: {listed})")
+
+
 def read_table(
     table: Mapping[str, Any], settings: Mapping[str, Setting], where: str
 ) -> dict[str, Any]:
     """Validate `table` against `settings`: unknown keys, missing keys and bad values fail."""
-    unknown = sorted(set(table) - set(settings))
-    if unknown:
-        known = ", ".join(sorted(settings))
-        raise ConfigError(f"{where}.{unknown[0]}: unknown key (known keys: {known})")
+    reject_unknown(table, settings, where)
     values = {}
     for key, setting in settings.items():
         if key not in table:

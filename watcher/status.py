@@ -7,9 +7,10 @@ the daemon runs and never takes the daemon's lock.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from watcher.clock import iso
 from watcher.config import Config
 from watcher.store import AtomicJSONStorage
 
@@ -27,6 +28,7 @@ def collect_status(config: Config, now: datetime) -> dict[str, Any]:
             {
                 "name": feed.name,
                 "last_poll": row.get("last_poll"),
+                "next_poll": _next_poll(row, feed.interval),
                 "last_success": row.get("last_success"),
                 "last_error": row.get("last_error"),
                 "consecutive_failures": row.get("failures", 0),
@@ -49,6 +51,18 @@ def collect_status(config: Config, now: datetime) -> dict[str, Any]:
                     (r["next_attempt"] for r in retrying if r.get("next_attempt")), default=None
                 ),
                 "dead_lettered": len(rows) - len(live),
+                "dead_letters": [
+                    {
+                        "id": r.get("id"),
+                        "feed": r.get("feed"),
+                        "title": (r.get("talk") or {}).get("title"),
+                        "attempts": r.get("attempts"),
+                        "error": r.get("last_error"),
+                        "since": r.get("dead_at"),
+                    }
+                    for r in rows
+                    if r.get("dead")
+                ],
                 "last_success": row.get("last_success"),
                 "last_error": row.get("last_error"),
             }
@@ -61,12 +75,21 @@ def collect_status(config: Config, now: datetime) -> dict[str, Any]:
     }
 
 
+def _next_poll(row: dict[str, Any], interval: float) -> str | None:
+    """When the daemon polls next, about (its schedule adds a little jitter)."""
+    if not row.get("last_poll"):
+        return None
+    last = datetime.fromisoformat(row["last_poll"])
+    return iso(last + timedelta(seconds=interval))
+
+
 def format_status(report: dict[str, Any]) -> str:
     lines = [f"state: {report['state']}", "", "feeds:"]
     for feed in report["feeds"]:
         lines.append(
             f"  {feed['name']}: {feed['talks_seen']} talks seen; last poll "
-            f"{feed['last_poll'] or 'never'}; last success {feed['last_success'] or 'never'}"
+            f"{feed['last_poll'] or 'never'}; last success {feed['last_success'] or 'never'}; "
+            f"next poll {feed['next_poll'] or 'at start'}"
         )
         if feed["last_error"]:
             lines.append(
@@ -83,4 +106,9 @@ def format_status(report: dict[str, Any]) -> str:
             lines.append(f"    next attempt {dest['next_attempt']}")
         if dest["last_error"]:
             lines.append(f"    last error: {dest['last_error']}")
+        for dead in dest["dead_letters"]:
+            lines.append(
+                f"    dead-lettered: {dead['title']!r} from {dead['feed']}: {dead['error']}"
+                f" (watcher redeliver {dest['name']})"
+            )
     return "\n".join(lines) + "\n"

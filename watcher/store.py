@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -53,7 +54,8 @@ class AtomicJSONStorage(Storage):
             raise StoreError(
                 f"{self.path}: the state file is {problem}"
                 f" ({exc.msg} at line {exc.lineno}); refusing to start, which would re-announce"
-                f" or lose talks. Restore it from a backup or move it away to start afresh."
+                f" or lose talks. The previous version is kept as {backup_path(self.path)}:"
+                f" copy it over the state file to recover, or move both away to start afresh."
             ) from None
         if not isinstance(data, dict):
             raise StoreError(f"{self.path}: the state file does not hold a JSON object")
@@ -67,6 +69,7 @@ class AtomicJSONStorage(Storage):
                 json.dump(data, handle, ensure_ascii=False, separators=(",", ":"))
                 handle.flush()
                 os.fsync(handle.fileno())
+            _keep_previous(self.path)
             os.replace(temp, self.path)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -80,6 +83,22 @@ class AtomicJSONStorage(Storage):
 
     def close(self) -> None:
         pass
+
+
+def backup_path(path: Path) -> Path:
+    return path.with_name(path.name + ".bak")
+
+
+def _keep_previous(path: Path) -> None:
+    """Keep the version about to be replaced as `<state>.bak`: a hard link, no copy."""
+    staged = path.with_name(f"{TEMP_PREFIX}bak-{os.getpid()}")
+    try:
+        os.link(path, staged)
+    except FileNotFoundError:
+        return
+    except OSError:  # a file system without hard links
+        shutil.copyfile(path, staged)
+    os.replace(staged, backup_path(path))
 
 
 class BatchingMiddleware(Middleware):
@@ -196,9 +215,29 @@ class Store:
 
     def mark_seen(self, feed: str, guid: str, keys: Iterable[str], now: str) -> None:
         self.seen.upsert(
-            {"feed": feed, "guid": guid, "keys": sorted(keys), "first_seen": now},
+            {
+                "feed": feed,
+                "guid": guid,
+                "keys": sorted(keys),
+                "first_seen": now,
+                "absent_since": None,
+            },
             (Query().feed == feed) & (Query().guid == guid),
         )
+
+    def refresh_presence(
+        self, feed: str, present_keys: set[str], now: str, prune_absent_before: str
+    ) -> int:
+        """Note which seen talks the feed still lists; forget those absent since before
+        `prune_absent_before` (a talk still in the feed is never forgotten). Returns how
+        many were forgotten."""
+        seen = Query()
+        mine = seen.feed == feed
+        present = seen.keys.any(present_keys)
+        self.seen.update({"absent_since": None}, mine & present & (seen.absent_since != None))  # noqa: E711
+        self.seen.update({"absent_since": now}, mine & ~present & (seen.absent_since == None))  # noqa: E711
+        expired = mine & seen.absent_since.test(lambda v: v is not None and v < prune_absent_before)
+        return len(self.seen.remove(expired))
 
     # outbox
 
@@ -232,6 +271,15 @@ class Store:
 
     def delivery_failed(self, delivery_id: str, **fields: Any) -> None:
         self.outbox.update(fields, Query().id == delivery_id)
+
+    def requeue_dead(self, destination: str | None, now: str) -> int:
+        """Put dead-lettered deliveries (of one destination, or all) back in the queue,
+        as if new, keeping their place in the order."""
+        dead = Query().dead == True  # noqa: E712
+        if destination is not None:
+            dead &= Query().destination == destination
+        fresh = {"dead": False, "attempts": 0, "next_attempt": None, "created": now}
+        return len(self.outbox.update(fresh, dead))
 
     def update_destination_state(self, destination: str, **fields: Any) -> None:
         self.destinations.upsert({"name": destination, **fields}, Query().name == destination)

@@ -12,6 +12,7 @@ Messages never carry the destination's URL: it is a secret for Slack.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -51,6 +52,7 @@ class PermanentDeliveryError(DeliveryError):
 
 class Notifier(Protocol):
     TYPE: ClassVar[str]
+    DEFAULT_RATE: ClassVar[float | None]
     SETTINGS: ClassVar[Mapping[str, Setting]]
 
     def __init__(self, name: str, settings: Mapping[str, Any]) -> None: ...
@@ -64,22 +66,28 @@ class Notifier(Protocol):
     async def send(self, delivery: Delivery, client: httpx.AsyncClient) -> None: ...
 
 
+def json_bytes(payload: Any) -> bytes:
+    """Compact UTF-8 JSON: the exact bytes sent (and signed)."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 async def post_json(
     client: httpx.AsyncClient,
     url: str,
-    payload: Any,
+    body: bytes,
     *,
     headers: Mapping[str, str] | None = None,
     timeout: float,
 ) -> None:
-    """POST `payload` as JSON; return on 2xx, raise a `DeliveryError` otherwise.
+    """POST a JSON `body`; return on 2xx, raise a `DeliveryError` otherwise.
 
     The whole exchange is bounded by `timeout`, and at most a short excerpt of
     the response body is read.
     """
+    headers = {"Content-Type": "application/json", **(headers or {})}
     try:
         async with asyncio.timeout(timeout):
-            async with client.stream("POST", url, json=payload, headers=headers) as response:
+            async with client.stream("POST", url, content=body, headers=headers) as response:
                 if response.is_success:
                     return
                 excerpt = await _excerpt(response)

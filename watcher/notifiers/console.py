@@ -29,6 +29,7 @@ def render(delivery: Delivery) -> str:
 
 class ConsoleNotifier:
     TYPE = "console"
+    DEFAULT_RATE: float | None = None
     SETTINGS: Mapping[str, Setting] = {}
 
     def __init__(self, name: str, settings: Mapping[str, Any], stream: TextIO | None = None):

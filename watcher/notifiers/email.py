@@ -84,6 +84,7 @@ def _html(delivery: Delivery) -> str:
 
 class EmailNotifier:
     TYPE = "email"
+    DEFAULT_RATE: float | None = None
     SETTINGS: Mapping[str, Setting] = {
         "host": Setting(text, required=True),
         "port": Setting(whole_number(1, 65535), default=25),

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from watcher.notifiers.base import Delivery, post_json
+from watcher.notifiers.base import Delivery, json_bytes, post_json
 from watcher.notifiers.text import facts
 from watcher.schema import Setting, duration, http_url, redact_url
 from watcher.talk import Talk
@@ -95,6 +95,7 @@ def fallback_text(feed: str, talk: Talk) -> str:
 
 class SlackNotifier:
     TYPE = "slack"
+    DEFAULT_RATE: float | None = 1.0  # Slack allows one message per second per webhook
     SETTINGS: Mapping[str, Setting] = {
         "url": Setting(http_url, required=True, secret=True),
         "timeout": Setting(duration, default=10.0),
@@ -114,4 +115,4 @@ class SlackNotifier:
         return f"slack {redact_url(settings['url'])}"
 
     async def send(self, delivery: Delivery, client: httpx.AsyncClient) -> None:
-        await post_json(client, self.url, render(delivery), timeout=self.timeout)
+        await post_json(client, self.url, json_bytes(render(delivery)), timeout=self.timeout)

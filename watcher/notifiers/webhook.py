@@ -1,14 +1,26 @@
-"""Generic JSON webhook: `POST {"type": "talk.new", "id", "feed", "talk"}`."""
+"""Generic JSON webhook: `POST {"type": "talk.new", "id", "feed", "talk"}`.
+
+Every request carries `webhook-id` (stable for a talk and destination, the
+same on every retry) and `webhook-timestamp`. With a `secret`, it is signed
+by the Standard Webhooks scheme: `webhook-signature: v1,<base64 HMAC-SHA256 of
+"id.timestamp.body">`, keyed by the base64-decoded secret (`whsec_` prefix
+optional).
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
-from watcher.notifiers.base import Delivery, post_json
-from watcher.schema import Setting, duration, http_url, redact_url
+from watcher.notifiers.base import Delivery, json_bytes, post_json
+from watcher.schema import ConfigError, Setting, duration, http_url, redact_url, text
 
 
 def render(delivery: Delivery) -> dict[str, Any]:
@@ -20,10 +32,26 @@ def render(delivery: Delivery) -> dict[str, Any]:
     }
 
 
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of a Standard Webhooks secret: base64, optionally `whsec_`-prefixed."""
+    return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+
+
+def signed_headers(delivery_id: str, timestamp: int, body: bytes, key: bytes | None) -> dict:
+    headers = {"webhook-id": delivery_id, "webhook-timestamp": str(timestamp)}
+    if key is not None:
+        signed = f"{delivery_id}.{timestamp}.".encode() + body
+        digest = hmac.new(key, signed, hashlib.sha256).digest()
+        headers["webhook-signature"] = "v1," + base64.b64encode(digest).decode()
+    return headers
+
+
 class WebhookNotifier:
     TYPE = "webhook"
+    DEFAULT_RATE: float | None = None
     SETTINGS: Mapping[str, Setting] = {
         "url": Setting(http_url, required=True, secret=True),
+        "secret": Setting(text, secret=True),
         "timeout": Setting(duration, default=10.0),
     }
 
@@ -31,20 +59,26 @@ class WebhookNotifier:
         self.name = name
         self.url = settings["url"]
         self.timeout = settings["timeout"]
+        self.key = signing_key(settings["secret"]) if settings["secret"] else None
 
     @staticmethod
     def validate(settings: Mapping[str, Any], where: str) -> None:
-        pass
+        if settings["secret"] is not None:
+            try:
+                key = signing_key(settings["secret"])
+            except (binascii.Error, ValueError):
+                raise ConfigError(
+                    f"{where}.secret: expected a base64 secret, like whsec_ followed by base64"
+                ) from None
+            if len(key) < 16:
+                raise ConfigError(f"{where}.secret: too short; use at least 16 random bytes")
 
     @staticmethod
     def describe(settings: Mapping[str, Any]) -> str:
-        return f"webhook {redact_url(settings['url'])}"
+        signed = ", signed" if settings["secret"] else ""
+        return f"webhook {redact_url(settings['url'])}{signed}"
 
     async def send(self, delivery: Delivery, client: httpx.AsyncClient) -> None:
-        await post_json(
-            client,
-            self.url,
-            render(delivery),
-            headers={"webhook-id": delivery.id},
-            timeout=self.timeout,
-        )
+        body = json_bytes(render(delivery))
+        headers = signed_headers(delivery.id, int(time.time()), body, self.key)
+        await post_json(client, self.url, body, headers=headers, timeout=self.timeout)
