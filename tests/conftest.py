@@ -9,10 +9,12 @@ import hashlib
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
@@ -100,6 +102,9 @@ class Recorder:
     statuses: list[int] = field(default_factory=list)
     received: list[dict] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    raw: list[bytes] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    retry_after: str | None = None
 
     def __post_init__(self) -> None:
         self.server.expect_request(self.path, method="POST").respond_with_handler(self._handle)
@@ -110,10 +115,14 @@ class Recorder:
 
     def _handle(self, request: Request) -> Response:
         status = self.statuses.pop(0) if self.statuses else 200
-        if status == 200:
-            self.received.append(json.loads(request.get_data()))
-            self.headers.append(dict(request.headers))
-        return Response("ok" if status == 200 else "nope", status=status)
+        if status != 200:
+            headers = {"Retry-After": self.retry_after} if self.retry_after else {}
+            return Response("nope", status=status, headers=headers)
+        self.times.append(time.monotonic())
+        self.raw.append(request.get_data())
+        self.received.append(json.loads(self.raw[-1]))
+        self.headers.append(dict(request.headers))
+        return Response("ok")
 
 
 @pytest.fixture
@@ -181,3 +190,55 @@ def watcher_command(
         text=True,
         timeout=timeout,
     )
+
+
+class Daemon:
+    def __init__(self, cwd: Path, *args: str) -> None:
+        self.out = cwd / "daemon.out"
+        self.err = cwd / "daemon.err"
+        env = {k: v for k, v in os.environ.items() if k != "WATCHER_CONFIG"}
+        with self.out.open("wb") as out, self.err.open("wb") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "watcher", "run", *args],
+                cwd=cwd,
+                stdout=out,
+                stderr=err,
+                env=env,
+            )
+
+    @property
+    def stdout(self) -> str:
+        return self.out.read_text(encoding="utf-8")
+
+    @property
+    def stderr(self) -> str:
+        return self.err.read_text(encoding="utf-8")
+
+    def wait_for(self, condition, what: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            if self.process.poll() is not None:
+                pytest.fail(
+                    f"watcher exited ({self.process.returncode}) before {what}:\n{self.stderr}"
+                )
+            time.sleep(0.05)
+        pytest.fail(f"timed out waiting for {what}:\n{self.stderr}")
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        self.process.send_signal(signum)
+        return self.process.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def daemons():
+    started: list[Daemon] = []
+    yield lambda *a, **k: started.append(Daemon(*a, **k)) or started[-1]
+    for daemon in started:
+        daemon.kill()

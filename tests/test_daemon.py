@@ -2,69 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, add_talk, watcher_command, write_config
-
-
-class Daemon:
-    def __init__(self, cwd: Path, *args: str) -> None:
-        self.out = cwd / "daemon.out"
-        self.err = cwd / "daemon.err"
-        env = {k: v for k, v in os.environ.items() if k != "WATCHER_CONFIG"}
-        with self.out.open("wb") as out, self.err.open("wb") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "watcher", "run", *args],
-                cwd=cwd,
-                stdout=out,
-                stderr=err,
-                env=env,
-            )
-
-    @property
-    def stdout(self) -> str:
-        return self.out.read_text(encoding="utf-8")
-
-    @property
-    def stderr(self) -> str:
-        return self.err.read_text(encoding="utf-8")
-
-    def wait_for(self, condition, what: str, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return
-            if self.process.poll() is not None:
-                pytest.fail(
-                    f"watcher exited ({self.process.returncode}) before {what}:\n{self.stderr}"
-                )
-            time.sleep(0.05)
-        pytest.fail(f"timed out waiting for {what}:\n{self.stderr}")
-
-    def stop(self, signum: int = signal.SIGTERM, timeout: float = 15.0) -> int:
-        self.process.send_signal(signum)
-        return self.process.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-
-@pytest.fixture
-def daemons():
-    started: list[Daemon] = []
-    yield lambda *a, **k: started.append(Daemon(*a, **k)) or started[-1]
-    for daemon in started:
-        daemon.kill()
 
 
 def test_shipped_example_announces_on_the_console_then_stays_quiet(tmp_path, daemons):
