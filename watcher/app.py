@@ -35,10 +35,12 @@ class Watcher:
         self.deliverer = Deliverer(store, notifiers, policies, client, clock)
         self._slots = asyncio.Semaphore(config.max_concurrency)
 
-    async def poll(self, feed: FeedConfig) -> PollResult:
+    async def poll(self, feed: FeedConfig, respect_backoff: bool = False) -> PollResult:
         """Poll one feed; its new talks are queued, and the delivery loops woken."""
         async with self._slots:
-            result = await poll_feed(feed, self.config, self.store, self.client, self.clock())
+            result = await poll_feed(
+                feed, self.config, self.store, self.client, self.clock(), respect_backoff
+            )
         if result.announced:
             self.deliverer.kick(feed.notify)
         return result

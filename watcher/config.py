@@ -45,6 +45,7 @@ WATCHER_SETTINGS = {
     "max_bytes": Setting(whole_number(1024), default=20_000_000),
     "max_concurrency": Setting(whole_number(1, 256), default=16),
     "retention": Setting(duration, default=90 * 86400.0),
+    "max_backoff": Setting(duration, default=6 * 3600.0),
 }
 
 DELIVERY_SETTINGS = {
@@ -103,6 +104,7 @@ class Config:
     max_bytes: int
     max_concurrency: int
     retention: float
+    max_backoff: float
     feeds: tuple[FeedConfig, ...]
     destinations: Mapping[str, DestinationConfig]
 
@@ -165,6 +167,7 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
         max_bytes=base["max_bytes"],
         max_concurrency=base["max_concurrency"],
         retention=base["retention"],
+        max_backoff=base["max_backoff"],
         feeds=feeds,
         destinations=MappingProxyType(destinations),
     )

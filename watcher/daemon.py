@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from datetime import UTC
@@ -57,7 +58,7 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> int:
             start = utcnow()
             for feed in config.feeds:
                 scheduler.add_job(
-                    tracked(watcher.poll),
+                    tracked(functools.partial(watcher.poll, respect_backoff=True)),
                     IntervalTrigger(seconds=feed.interval, jitter=jitter(feed.interval)),
                     args=[feed],
                     id=f"feed:{feed.name}",

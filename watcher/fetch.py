@@ -30,9 +30,12 @@ MAX_REDIRECTS = 5
 class FetchError(Exception):
     """The feed could not be fetched; `retry_after` is the server's hint, if any."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, retry_after: float | None = None, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,7 @@ async def _get(
             raise FetchError(
                 f"HTTP {response.status_code} {response.reason_phrase}".rstrip(),
                 retry_after=parse_retry_after(response.headers.get("retry-after")),
+                status=response.status_code,
             )
         declared = response.headers.get("content-length")
         if (

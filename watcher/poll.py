@@ -29,6 +29,7 @@ class PollResult:
     error: str | None = None
     announced: int = 0
     retry_after: float | None = None
+    skipped: bool = False
 
 
 def identity_keys(talk: Talk, dedup: Iterable[str]) -> set[str]:
@@ -65,10 +66,36 @@ def delivery_id(feed: str, guid: str, destination: str) -> str:
     return hashlib.sha256(f"{feed}\n{guid}\n{destination}".encode()).hexdigest()[:32]
 
 
+def backoff_delay(failures: int, interval: float, cap: float, retry_after: float | None) -> float:
+    """Seconds until a failing feed is polled again: its interval, doubled for each
+    failure in a row after the first, up to `cap`; at least the server's Retry-After."""
+    cap = max(cap, interval)
+    delay = min(interval * 2 ** max(failures - 1, 0), cap)
+    return min(max(delay, retry_after), cap) if retry_after is not None else delay
+
+
+def backing_off(feed: FeedConfig, state: dict, now: datetime) -> str | None:
+    """Why the daemon should not poll this feed now, if it should not."""
+    if state.get("gone") and state.get("gone_url") == feed.url:
+        return "gone (HTTP 410); change its url in the config to poll it again"
+    retry_at = state.get("retry_at")
+    if retry_at and datetime.fromisoformat(retry_at) > now:
+        return f"backing off after {state.get('failures')} failures until {retry_at}"
+    return None
+
+
 async def poll_feed(
-    feed: FeedConfig, config: Config, store: Store, client: httpx.AsyncClient, now: datetime
+    feed: FeedConfig,
+    config: Config,
+    store: Store,
+    client: httpx.AsyncClient,
+    now: datetime,
+    respect_backoff: bool = False,
 ) -> PollResult:
     state = store.feed_state(feed.name)
+    if respect_backoff and (reason := backing_off(feed, state, now)):
+        log.debug("feed %s: skipped: %s", feed.name, reason)
+        return PollResult(feed.name, ok=False, error=reason, skipped=True)
     same_source = state.get("url") == feed.url
     stamp = iso(now)
     try:
@@ -81,7 +108,7 @@ async def poll_feed(
             deadline=config.timeout,
         )
     except FetchError as exc:
-        return _failed(store, feed, state, stamp, str(exc), exc.retry_after)
+        return _failed(store, feed, config, state, now, exc)
     if fetched.permanent_redirect:
         log.warning(
             "feed %s: moved permanently to %s; update its url in the config",
@@ -94,6 +121,8 @@ async def poll_feed(
         "last_success": stamp,
         "last_error": None,
         "failures": 0,
+        "retry_at": None,
+        "gone": False,
     }
     if fetched.not_modified or (
         same_source and fetched.sha256 == state.get("body_sha256") and state.get("baselined")
@@ -108,7 +137,7 @@ async def poll_feed(
         return PollResult(feed.name, ok=True)
     parsed = await asyncio.to_thread(parse_feed, fetched.body)
     if parsed.error:
-        return _failed(store, feed, state, stamp, parsed.error)
+        return _failed(store, feed, config, state, now, FetchError(parsed.error))
     for warning in parsed.warnings:
         log.warning("feed %s: %s", feed.name, warning)
     announce = _record(store, feed, config, state, parsed.talks, now, success, fetched)
@@ -186,10 +215,25 @@ def _record(store, feed, config, state, talks, now, success, fetched) -> int:
     return len(announce)
 
 
-def _failed(store, feed, state, stamp, error, retry_after=None) -> PollResult:
+def _failed(store, feed, config, state, now, exc: FetchError) -> PollResult:
     failures = int(state.get("failures") or 0) + 1
+    error = str(exc)
+    gone = exc.status == 410
+    delay = backoff_delay(failures, feed.interval, config.max_backoff, exc.retry_after)
     store.update_feed_state(
-        feed.name, last_poll=stamp, last_error=error, last_error_at=stamp, failures=failures
+        feed.name,
+        last_poll=iso(now),
+        last_error=error,
+        last_error_at=iso(now),
+        failures=failures,
+        retry_at=iso(now + timedelta(seconds=delay)) if failures > 1 or exc.retry_after else None,
+        gone=gone,
+        gone_url=feed.url if gone else None,
     )
-    log.error("feed %s: %s", feed.name, error)
-    return PollResult(feed.name, ok=False, error=error, retry_after=retry_after)
+    if gone:
+        log.warning(
+            "feed %s: %s: the feed is gone; no more polls until its url changes", feed.name, error
+        )
+    else:
+        log.error("feed %s: %s", feed.name, error)
+    return PollResult(feed.name, ok=False, error=error, retry_after=exc.retry_after)

@@ -29,6 +29,7 @@ def collect_status(config: Config, now: datetime) -> dict[str, Any]:
                 "name": feed.name,
                 "last_poll": row.get("last_poll"),
                 "next_poll": _next_poll(row, feed.interval),
+                "gone": bool(row.get("gone")) and row.get("gone_url") == feed.url,
                 "last_success": row.get("last_success"),
                 "last_error": row.get("last_error"),
                 "consecutive_failures": row.get("failures", 0),
@@ -79,6 +80,8 @@ def _next_poll(row: dict[str, Any], interval: float) -> str | None:
     """When the daemon polls next, about (its schedule adds a little jitter)."""
     if not row.get("last_poll"):
         return None
+    if row.get("retry_at"):
+        return row["retry_at"]
     last = datetime.fromisoformat(row["last_poll"])
     return iso(last + timedelta(seconds=interval))
 

@@ -1,0 +1,104 @@
+"""A failing feed is polled less and less often, honours Retry-After, comes back to
+its interval after a success, and a feed that is gone (410) is left alone."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+from tests.conftest import watcher_command, write_config
+from watcher.config import FeedConfig
+from watcher.poll import backing_off, backoff_delay
+
+
+def daemon_config(feed_url: str, interval: str = "0.3s") -> str:
+    return f"""
+[watcher]
+state = "state.json"
+interval = "{interval}"
+
+[[feeds]]
+name = "talks"
+url = "{feed_url}"
+
+[[destinations]]
+name = "screen"
+type = "console"
+"""
+
+
+def test_backoff_delay_doubles_to_the_cap_and_honours_retry_after():
+    assert [backoff_delay(n, 60, 600, None) for n in (1, 2, 3, 4, 5, 9)] == [
+        60,
+        120,
+        240,
+        480,
+        600,
+        600,
+    ]
+    assert backoff_delay(1, 60, 21600, 3600) == 3600
+    assert backoff_delay(1, 60, 600, 3600) == 600
+
+
+def test_a_gone_feed_is_polled_again_once_its_url_changes():
+    feed = FeedConfig("talks", "https://new.example/feed", 60, ("x",), 0, ("guid",))
+    now = datetime.now(UTC)
+    assert backing_off(feed, {"gone": True, "gone_url": "https://new.example/feed"}, now)
+    assert backing_off(feed, {"gone": True, "gone_url": "https://old.example/feed"}, now) is None
+
+
+def test_failing_feed_backs_off_then_returns_to_its_interval(tmp_path, feed_host, daemons):
+    write_config(tmp_path, daemon_config(feed_host.url))
+    feed_host.status = 503
+    daemon = daemons(tmp_path, "--config", "watcher.toml")
+    daemon.wait_for(lambda: len(feed_host.requests) >= 1, "the first poll")
+    time.sleep(4.0)
+    failing = len(feed_host.requests)
+    # 0.3 s apart without back-off: ~14 polls; with it: 0, 0.3, 0.9, 2.1, (4.5) s.
+    assert failing <= 6, failing
+    report = json.loads(
+        watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path).stdout
+    )["feeds"][0]
+    assert report["consecutive_failures"] == failing
+    assert report["last_error"] == "HTTP 503 SERVICE UNAVAILABLE"
+    feed_host.status = 200
+    daemon.wait_for(lambda: 200 in feed_host.responses, "a success", timeout=30)
+    recovered = len(feed_host.requests)
+    daemon.wait_for(
+        lambda: len(feed_host.requests) >= recovered + 4, "polls at the interval", timeout=5
+    )
+    assert daemon.stop() == 0
+
+
+def test_retry_after_on_a_feed_sets_its_next_poll(tmp_path, httpserver):
+    httpserver.expect_request("/busy.xml").respond_with_data(
+        "busy", status=429, headers={"Retry-After": "3600"}
+    )
+    write_config(tmp_path, daemon_config(httpserver.url_for("/busy.xml"), interval="1m"))
+    before = datetime.now(UTC)
+    result = watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path)
+    assert result.returncode == 1 and "HTTP 429" in result.stderr
+    report = json.loads(
+        watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path).stdout
+    )["feeds"][0]
+    wait = (datetime.fromisoformat(report["next_poll"]) - before).total_seconds()
+    assert 3590 <= wait <= 3700
+
+
+def test_a_gone_feed_stops_being_polled(tmp_path, httpserver, daemons):
+    httpserver.expect_request("/gone.xml").respond_with_data("gone", status=410)
+    write_config(tmp_path, daemon_config(httpserver.url_for("/gone.xml")))
+    daemon = daemons(tmp_path, "--config", "watcher.toml")
+    daemon.wait_for(lambda: "the feed is gone" in daemon.stderr, "the 410")
+    time.sleep(1.5)
+    assert daemon.stop() == 0
+    assert len(httpserver.log) == 1
+    again = daemons(tmp_path, "--config", "watcher.toml")
+    time.sleep(1.0)
+    assert again.stop() == 0
+    assert len(httpserver.log) == 1
+    report = json.loads(
+        watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path).stdout
+    )["feeds"][0]
+    assert report["gone"] is True
