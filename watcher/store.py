@@ -121,6 +121,11 @@ class BatchingMiddleware(Middleware):
         if self.depth == 0:
             self.flush()
 
+    def discard(self) -> None:
+        """Forget unwritten changes: the next read comes from the file again."""
+        self.cache = None
+        self.dirty = False
+
     def flush(self) -> None:
         if self.dirty and self.cache is not None:
             self.storage.write(self.cache)
@@ -181,14 +186,21 @@ class Store:
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
-        """Everything changed inside lands in one atomic write (or none)."""
-        self._middleware.depth += 1
+        """Everything changed inside lands in one atomic write, or, if it raises, none."""
+        middleware = self._middleware
+        middleware.depth += 1
         try:
             yield
+        except BaseException:
+            if middleware.depth == 1:
+                middleware.discard()
+                for table in (self.feeds, self.seen, self.outbox, self.destinations):
+                    table.clear_cache()
+            raise
         finally:
-            self._middleware.depth -= 1
-        if self._middleware.depth == 0:
-            self._middleware.flush()
+            middleware.depth -= 1
+        if middleware.depth == 0:
+            middleware.flush()
 
     # feed state
 
