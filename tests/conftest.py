@@ -140,7 +140,7 @@ def slack(httpserver: HTTPServer) -> Recorder:
     return Recorder(httpserver, "/services/T000/B000/secretslacktoken")
 
 
-class _Inbox:
+class Inbox:
     def __init__(self) -> None:
         self.messages: list[email.message.EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
@@ -156,7 +156,7 @@ class _Inbox:
 
 @pytest.fixture
 def smtp_server():
-    inbox = _Inbox()
+    inbox = Inbox()
     inbox.port = free_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=inbox.port)
     controller.start()

@@ -121,8 +121,14 @@ class EmailNotifier:
         )
 
     async def send(self, delivery: Delivery, client: httpx.AsyncClient) -> None:
+        """Send in a worker thread (smtplib blocks), bounded in total, not only per read."""
         message = render(delivery, self.settings["from"], self.settings["to"])
-        await asyncio.to_thread(self._send_sync, message)
+        deadline = self.settings["timeout"] * 3
+        try:
+            async with asyncio.timeout(deadline):
+                await asyncio.to_thread(self._send_sync, message)
+        except TimeoutError:
+            raise TransientDeliveryError(f"SMTP timed out after {deadline:g}s") from None
 
     def _send_sync(self, message: EmailMessage) -> None:
         s = self.settings
