@@ -210,6 +210,7 @@ def test_state_file_keeps_its_previous_version_to_recover_from(tmp_path, feed_ho
     broken = watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path)
     assert broken.returncode == 2 and "state.json.bak" in broken.stderr
     state.write_bytes(backup.read_bytes())
+    (tmp_path / ".watcher-tmp-left-by-a-kill").write_text("{")
     poll(tmp_path)
     assert webhook.received == []
     assert not list(tmp_path.glob(".watcher-tmp-*"))
@@ -258,3 +259,28 @@ def test_a_slow_destination_never_holds_up_another(tmp_path, feed_host, daemons)
     finally:
         released.set()
         slow_server.stop()
+
+
+def test_items_sharing_one_link_are_still_told_apart(tmp_path, httpserver, webhook):
+    def feed(count: int) -> bytes:
+        items = "".join(
+            f"<item><title>Episode {n}</title><guid>ep-{n}</guid>"
+            f"<link>https://podcast.example/</link></item>"
+            for n in range(count, 0, -1)
+        )
+        return (
+            f'<?xml version="1.0"?><rss version="2.0"><channel><title>P</title>'
+            f"{items}</channel></rss>"
+        ).encode()
+
+    bodies = [feed(2), feed(3)]
+    httpserver.expect_request("/p.xml").respond_with_handler(
+        lambda request: Response(bodies[0], content_type="application/rss+xml")
+    )
+    write_config(
+        tmp_path, one_feed(httpserver.url_for("/p.xml"), webhook_table("hook", webhook.url))
+    )
+    poll(tmp_path)
+    bodies.pop(0)
+    poll(tmp_path)
+    assert [p["talk"]["guid"] for p in webhook.received] == ["ep-3"]

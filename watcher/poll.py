@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -151,12 +152,18 @@ class Diff:
 
 
 def diff(talks: list[Talk], seen: set[str], dedup: Iterable[str]) -> Diff:
-    """Which talks are new: none of their keys seen before (nor earlier in this document)."""
+    """Which talks are new: none of their keys seen before (nor earlier in this document).
+
+    A link or video id shared by several items of the document (a feed whose items
+    all link to its home page) identifies none of them, so only the GUID counts there.
+    """
+    keyed = [(talk, identity_keys(talk, dedup)) for talk in talks]
+    shared = Counter(key for _, keys in keyed for key in keys if not key.startswith("guid:"))
     seen = set(seen)
     new: dict[str, set[str]] = {}
     present: set[str] = set()
-    for talk in talks:
-        keys = identity_keys(talk, dedup)
+    for talk, keys in keyed:
+        keys = {key for key in keys if shared[key] <= 1}
         present |= keys
         if keys.isdisjoint(seen):
             new[talk.guid] = keys
