@@ -193,3 +193,18 @@ url = "{webhook.url}"
     assert len(webhook.received) == 1
     mail = next(d for d in status(tmp_path)["destinations"] if d["name"] == "mail")
     assert mail["queued"] == 1 and mail["next_attempt"]
+
+
+def test_test_notify_tries_one_destination(tmp_path, httpserver):
+    good = FeedHost(httpserver, "/good.xml")
+    hook, other = Recorder(httpserver, "/hook"), Recorder(httpserver, "/other")
+    write_config(tmp_path, two_feed_config(good.url, good.url + "?2", hook, other))
+    result = watcher_command("test-notify", "hook", "--config", "watcher.toml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [p["talk"]["title"] for p in hook.received] == ["watcher test message"]
+    assert other.received == [] and not (tmp_path / "state.json").exists()
+    other.statuses = [404]
+    result = watcher_command("test-notify", "other", "--config", "watcher.toml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("HTTP 404 NOT FOUND: nope")
+    assert "/other" not in result.stderr

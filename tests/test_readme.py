@@ -63,7 +63,7 @@ def test_readme_error_example_is_what_the_watcher_says(tmp_path):
 
 
 def test_every_command_is_documented_and_has_help(tmp_path):
-    for command in ("run", "poll", "inspect", "check-config", "status", "redeliver"):
+    for command in ("run", "poll", "inspect", "check-config", "status", "redeliver", "test-notify"):
         assert f"`watcher {command}" in README
         result = watcher_command(command, "--help", cwd=tmp_path)
         assert result.returncode == 0 and "usage: watcher" in result.stdout

@@ -16,11 +16,13 @@ from watcher.config import Config, config_path, load_config
 from watcher.daemon import run
 from watcher.feed import parse_feed
 from watcher.fetch import FetchError, fetch, new_client
-from watcher.notifiers.base import Delivery
+from watcher.notifiers import build_notifier
+from watcher.notifiers.base import Delivery, DeliveryError
 from watcher.notifiers.console import render as render_console
 from watcher.schema import ConfigError
 from watcher.status import collect_status, format_status
 from watcher.store import Store, StoreError
+from watcher.talk import Talk
 
 log = logging.getLogger("watcher")
 
@@ -73,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
         )
     )
     redeliver.add_argument("destination", nargs="?", metavar="DEST", help="a destination name")
+    test_notify = with_config(
+        commands.add_parser(
+            "test-notify",
+            help="send a sample talk to one destination now, to check it works; touches no state",
+        )
+    )
+    test_notify.add_argument("destination", metavar="DEST", help="a destination name")
     status = with_config(
         commands.add_parser(
             "status", help="per feed and destination: last poll, errors, queued deliveries"
@@ -205,6 +214,48 @@ async def _redeliver(config: Config, destination: str | None) -> int:
     return EXIT_OK if not (result.failed or result.dead) else EXIT_FAILED
 
 
+SAMPLE_TALK = Talk(
+    guid="watcher:test-notify",
+    title="watcher test message",
+    speaker="watcher",
+    event=None,
+    raw_title="watcher test message | watcher",
+    url=None,
+    video_id=None,
+    video_url=None,
+    published=None,
+    slide_count=None,
+    slides_present=0,
+    duration=None,
+    thumbnail=None,
+    first_lines=["If you can read this, the destination works."],
+)
+
+
+def cmd_test_notify(args: argparse.Namespace) -> int:
+    config = _config(args)
+    dest = config.destinations.get(args.destination)
+    if dest is None:
+        known = ", ".join(config.destinations)
+        raise ConfigError(
+            f"{config.path}: no destination named {args.destination!r} (destinations: {known})"
+        )
+    notifier = build_notifier(dest.name, dest.type, dest.settings)
+    delivery = Delivery("test-notify", "test", dest.name, SAMPLE_TALK)
+
+    async def send() -> None:
+        async with new_client(config.timeout) as client:
+            await notifier.send(delivery, client)
+
+    try:
+        asyncio.run(send())
+    except DeliveryError as exc:
+        print(f"watcher: error: {dest.name} ({dest.describe()}): {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"sent a test message to {dest.name} ({dest.describe()})")
+    return EXIT_OK
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     config = _config(args)
     report = collect_status(config, utcnow())
@@ -223,4 +274,5 @@ COMMANDS = {
     "check-config": cmd_check_config,
     "status": cmd_status,
     "redeliver": cmd_redeliver,
+    "test-notify": cmd_test_notify,
 }
