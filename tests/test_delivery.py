@@ -210,10 +210,10 @@ def test_state_file_keeps_its_previous_version_to_recover_from(tmp_path, feed_ho
     broken = watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path)
     assert broken.returncode == 2 and "state.json.bak" in broken.stderr
     state.write_bytes(backup.read_bytes())
-    (tmp_path / ".watcher-tmp-left-by-a-kill").write_text("{")
+    (tmp_path / ".state.json.tmp-left-by-a-kill").write_text("{")
     poll(tmp_path)
     assert webhook.received == []
-    assert not list(tmp_path.glob(".watcher-tmp-*"))
+    assert not list(tmp_path.glob(".state.json.tmp-*"))
 
 
 def test_a_slow_destination_never_holds_up_another(tmp_path, feed_host, daemons):
@@ -251,7 +251,7 @@ def test_a_slow_destination_never_holds_up_another(tmp_path, feed_host, daemons)
             )
         )
         daemon.wait_for(lambda: "quick" in arrivals and "slow" in arrivals, "both deliveries")
-        assert "delivered" in daemon.stderr and "destination quick" in daemon.stderr
+        daemon.wait_for(lambda: "destination quick" in daemon.stderr, "the quick delivery")
         assert "destination slow" not in daemon.stderr, "the slow one is still in flight"
         released.set()
         daemon.wait_for(lambda: "destination slow" in daemon.stderr, "the slow delivery")

@@ -19,7 +19,7 @@ from watcher.fetch import FetchError, fetch, new_client
 from watcher.notifiers import build_notifier
 from watcher.notifiers.base import Delivery, DeliveryError
 from watcher.notifiers.console import render as render_console
-from watcher.schema import ConfigError
+from watcher.schema import ConfigError, redact_feed_url
 from watcher.status import collect_status, format_status
 from watcher.store import Store, StoreError
 from watcher.talk import Talk
@@ -180,7 +180,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"  state: {config.state}")
     print(f"  feeds ({len(config.feeds)}):")
     for feed in config.feeds:
-        print(f"    {feed.name}: {feed.url} every {feed.interval:g}s → {', '.join(feed.notify)}")
+        targets = ", ".join(feed.notify)
+        print(f"    {feed.name}: {redact_feed_url(feed.url)} every {feed.interval:g}s → {targets}")
     print(f"  destinations ({len(config.destinations)}):")
     for dest in config.destinations.values():
         print(f"    {dest.name}: {dest.describe()}")

@@ -16,6 +16,7 @@ from watcher.schema import (
     ConfigError,
     Setting,
     duration,
+    feed_source,
     rate,
     read_table,
     reject_unknown,
@@ -56,7 +57,7 @@ DELIVERY_SETTINGS = {
 
 FEED_SETTINGS = {
     "name": Setting(text, required=True),
-    "url": Setting(text, required=True),
+    "url": Setting(feed_source, required=True),
     "interval": Setting(duration),
     "notify": Setting(string_list),
     "notify_existing": Setting(whole_number(0, 10_000), default=0),
@@ -180,7 +181,7 @@ def _destinations(tables: list[dict]) -> dict[str, DestinationConfig]:
         table = _table(table, where)
         name = text(table.get("name"), f"{where}.name")
         kind = table.get("type")
-        if kind not in NOTIFIERS:
+        if not isinstance(kind, str) or kind not in NOTIFIERS:
             known = ", ".join(sorted(NOTIFIERS))
             raise ConfigError(f"{where}.type: unknown destination type {kind!r} (known: {known})")
         if name in destinations:

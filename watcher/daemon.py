@@ -73,13 +73,14 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> int:
             log.info("watching %d feeds; state in %s", len(config.feeds), config.state)
             await stop.wait()
             log.info("stopping: no new polls; waiting up to %gs for work in flight", SHUTDOWN_GRACE)
-            scheduler.shutdown(wait=False)
+            scheduler.pause()  # shutdown() would cancel the polls in flight at once
             watcher.deliverer.stop()
             _, pending = await asyncio.wait({deliveries, *in_flight}, timeout=SHUTDOWN_GRACE)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
+            scheduler.shutdown(wait=False)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)

@@ -170,9 +170,13 @@ class Deliverer:
             else:
                 error = f"unexpected {type(exc).__name__}: {exc}"
                 log.exception("%s: the notifier failed unexpectedly", context)
-            result.failed += 1
             result.errors.append(f"{name}: {error}")
-            return self._retry_later(name, row, attempts, error, exc, context)
+            retrying = self._retry_later(name, row, attempts, error, exc, context)
+            if retrying:
+                result.failed += 1
+            else:
+                result.dead += 1
+            return not retrying
         now = self.clock()
         with self.store.batch():
             self.store.delivered(row["id"])
@@ -182,26 +186,33 @@ class Deliverer:
         return True
 
     def _retry_later(self, name, row, attempts, error, exc, context) -> bool:
+        """Schedule the next try (True), or dead-letter the delivery if it is time to give
+        up (False): `give_up_after` counts from its first failure, not from when it was
+        queued, so a backlog that waited out an outage is not dropped on one failure."""
         policy = self.policies[name]
         now = self.clock()
-        age = (now - datetime.fromisoformat(row["created"])).total_seconds()
-        if age >= policy.give_up_after or (policy.max_attempts and attempts >= policy.max_attempts):
+        first_failed = row.get("first_failed_at") or iso(now)
+        failing_for = (now - datetime.fromisoformat(first_failed)).total_seconds()
+        if failing_for >= policy.give_up_after or (
+            policy.max_attempts and attempts >= policy.max_attempts
+        ):
             self._dead(name, row, attempts, f"gave up after {attempts} attempts: {error}")
             log.error("%s: giving up after %d attempts: %s", context, attempts, error)
-            return True
+            return False
         delay = retry_delay(attempts, self.rng, getattr(exc, "retry_after", None))
         with self.store.batch():
             self.store.delivery_failed(
                 row["id"],
                 attempts=attempts,
                 last_error=error,
+                first_failed_at=first_failed,
                 next_attempt=iso(now + timedelta(seconds=delay)),
             )
             self.store.update_destination_state(name, last_error=error, last_error_at=iso(now))
         log.warning(
             "%s: failed (attempt %d), retrying in %.0fs: %s", context, attempts, delay, error
         )
-        return False
+        return True
 
     def _dead(self, name: str, row: dict, attempts: int, error: str) -> None:
         now = iso(self.clock())

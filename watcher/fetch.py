@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import ssl
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
@@ -25,6 +28,11 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = f"watcher/{__version__}"
 MAX_REDIRECTS = 5
+MAX_ENCODINGS = 3  # layers of Content-Encoding undone; nobody needs more than two
+INFLATE_CHUNK = 64 * 1024  # the most one decompression step may produce
+
+_WBITS = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 
 class FetchError(Exception):
@@ -79,7 +87,9 @@ async def fetch(
         return await asyncio.to_thread(read_local, source, max_bytes)
     headers = {
         "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, "
-        "text/xml;q=0.9, */*;q=0.5"
+        "text/xml;q=0.9, */*;q=0.5",
+        # Only what _inflate undoes in bounded steps (httpx would add br or zstd if installed).
+        "Accept-Encoding": "gzip, deflate",
     }
     if etag:
         headers["If-None-Match"] = etag
@@ -92,11 +102,13 @@ async def fetch(
         raise FetchError(f"timed out after {deadline:g}s") from None
     except httpx.TooManyRedirects:
         raise FetchError(f"too many redirects (more than {MAX_REDIRECTS}, or a loop)") from None
+    except httpx.UnsupportedProtocol as exc:
+        raise FetchError(f"redirected to a URL that is not HTTP: {_first_line(exc)}") from None
     except httpx.ConnectError as exc:
         raise FetchError(_connect_reason(exc)) from None
     except httpx.TimeoutException:
         raise FetchError("timed out waiting for the server") from None
-    except httpx.TransportError as exc:
+    except httpx.HTTPError as exc:
         raise FetchError(f"network error: {type(exc).__name__}: {_first_line(exc)}") from None
 
 
@@ -104,8 +116,7 @@ async def _get(
     client: httpx.AsyncClient, url: str, headers: dict[str, str], max_bytes: int
 ) -> Fetched:
     async with client.stream("GET", url, headers=headers) as response:
-        permanent = any(r.status_code in (301, 308) for r in response.history)
-        moved = str(response.url) if permanent else None
+        moved = _permanently_moved_to(response)
         if response.status_code == 304:
             return Fetched(
                 b"",
@@ -117,31 +128,103 @@ async def _get(
             )
         if not response.is_success:
             raise FetchError(
-                f"HTTP {response.status_code} {response.reason_phrase}".rstrip(),
-                retry_after=parse_retry_after(response.headers.get("retry-after")),
+                f"HTTP {response.status_code} {_one_line(response.reason_phrase, 100)}".rstrip(),
+                retry_after=_retry_after(response.headers.get("retry-after")),
                 status=response.status_code,
             )
-        declared = response.headers.get("content-length")
-        if (
-            declared
-            and declared.isdigit()
-            and int(declared) > max_bytes
-            and not response.headers.get("content-encoding")
-        ):
-            raise FetchError(f"too large: {declared} bytes, over the {max_bytes}-byte cap")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > max_bytes:
-                raise FetchError(f"too large: over the {max_bytes}-byte cap")
-            chunks.append(chunk)
         return Fetched(
-            b"".join(chunks),
+            await _read_body(response, max_bytes),
             etag=response.headers.get("etag"),
             last_modified=response.headers.get("last-modified"),
             permanent_redirect=moved,
         )
+
+
+def _permanently_moved_to(response: httpx.Response) -> str | None:
+    """Where the leading permanent redirects (301, 308) lead: the URL the config should name.
+
+    A temporary hop ends the run: what lies behind it may move back.
+    """
+    hops = [*response.history, response]
+    target = None
+    for hop, after in zip(hops, hops[1:], strict=False):
+        if hop.status_code not in (301, 308):
+            break
+        target = str(after.url)
+    return target
+
+
+async def _read_body(response: httpx.Response, max_bytes: int) -> bytes:
+    """The body, decompressed here in bounded steps and cut off at `max_bytes`.
+
+    Not `aiter_bytes()`: httpx inflates each network chunk in one call, so a few KB
+    of stacked gzip would become gigabytes in memory before any cap could look.
+    The compressed size is capped too (no feed compresses to more than it inflates to).
+    """
+    declared = response.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
+        raise FetchError(f"too large: {int(declared)} bytes, over the {max_bytes}-byte cap")
+    layers = _inflaters(response.headers.get("content-encoding", ""))
+    body = bytearray()
+    received = 0
+    async for data in response.aiter_raw():
+        received += len(data)
+        for piece in _inflate(layers, data):
+            body += piece
+            if len(body) > max_bytes or received > max_bytes:
+                raise FetchError(f"too large: over the {max_bytes}-byte cap")
+    return bytes(body)
+
+
+class _Inflater:
+    """One gzip or deflate layer that never yields more than INFLATE_CHUNK bytes at once."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self.inflater = zlib.decompressobj(_WBITS[encoding])
+        self.started = False
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        while not self.inflater.eof:
+            piece = self._step(data)
+            data = self.inflater.unconsumed_tail
+            if piece:
+                yield piece
+            if not data and len(piece) < INFLATE_CHUNK:
+                return
+
+    def _step(self, data: bytes) -> bytes:
+        try:
+            return self.inflater.decompress(data, INFLATE_CHUNK)
+        except zlib.error as exc:
+            if self.encoding == "deflate" and not self.started:  # raw deflate, no zlib header
+                self.inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+                self.started = True
+                return self._step(data)
+            raise FetchError(f"bad {self.encoding} body: {_first_line(exc)}") from None
+        finally:
+            self.started = True
+
+
+def _inflaters(content_encoding: str) -> list[_Inflater]:
+    """One inflater per listed encoding, outermost (listed last) first."""
+    codings = [c.strip().lower() for c in content_encoding.split(",")]
+    codings = [c for c in codings if c and c != "identity"]
+    unknown = [c for c in codings if c not in _WBITS]
+    if unknown:
+        raise FetchError(f"unsupported Content-Encoding: {_one_line(unknown[0], 40)}")
+    if len(codings) > MAX_ENCODINGS:
+        raise FetchError(f"too many Content-Encodings ({len(codings)})")
+    return [_Inflater(coding) for coding in reversed(codings)]
+
+
+def _inflate(layers: list[_Inflater], data: bytes) -> Iterator[bytes]:
+    if not layers:
+        if data:
+            yield data
+        return
+    for piece in layers[0].feed(data):
+        yield from _inflate(layers[1:], piece)
 
 
 def read_local(source: str, max_bytes: int) -> Fetched:
@@ -165,6 +248,13 @@ def read_local(source: str, max_bytes: int) -> Fetched:
     return Fetched(body, last_modified=modified)
 
 
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return parse_retry_after(value)
+    except (ValueError, OverflowError):  # e.g. "²", which str.isdigit() accepts
+        return None
+
+
 def _connect_reason(exc: httpx.ConnectError) -> str:
     cause = exc.__cause__ or exc.__context__
     while cause is not None:
@@ -183,4 +273,9 @@ def _connect_reason(exc: httpx.ConnectError) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200]
+    return _one_line(str(exc), 200)
+
+
+def _one_line(text: str, limit: int) -> str:
+    """Server-supplied text made safe for a log line: no line breaks or control characters."""
+    return " ".join(_UNPRINTABLE.sub(" ", text).split())[:limit]

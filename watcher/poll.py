@@ -17,6 +17,7 @@ from watcher.clock import iso
 from watcher.config import Config, FeedConfig
 from watcher.feed import parse_feed
 from watcher.fetch import FetchError, fetch
+from watcher.schema import redact_feed_url
 from watcher.store import Store
 from watcher.talk import Talk
 
@@ -110,11 +111,16 @@ async def poll_feed(
         )
     except FetchError as exc:
         return _failed(store, feed, config, state, now, exc)
+    except Exception as exc:  # a fetch bug must fail this feed, never the whole cycle
+        log.exception("feed %s: unexpected error while fetching", feed.name)
+        return _failed(
+            store, feed, config, state, now, FetchError(f"unexpected {type(exc).__name__}: {exc}")
+        )
     if fetched.permanent_redirect:
         log.warning(
             "feed %s: moved permanently to %s; update its url in the config",
             feed.name,
-            fetched.permanent_redirect,
+            redact_feed_url(fetched.permanent_redirect),
         )
     success = {
         "url": feed.url,
@@ -168,6 +174,13 @@ def diff(talks: list[Talk], seen: set[str], dedup: Iterable[str]) -> Diff:
         if keys.isdisjoint(seen):
             new[talk.guid] = keys
             seen |= keys
+        elif f"guid:{talk.guid}" not in seen:
+            matched = sorted(key.split(":", 1)[0] for key in keys & seen)
+            log.info(
+                "item %s matches a seen talk by %s (its GUID changed?); not announced",
+                talk.guid,
+                " and ".join(matched),
+            )
     ordered = publication_order([talk for talk in talks if talk.guid in new])
     return Diff([(talk, new[talk.guid]) for talk in ordered], present)
 
@@ -178,7 +191,8 @@ def _record(store, feed, config, state, talks, now, success, fetched) -> int:
     baseline = not state.get("baselined")
     announce = [talk for talk, _ in changes.new]
     if baseline:
-        announce = announce[len(announce) - feed.notify_existing :] if feed.notify_existing else []
+        announce = announce[max(0, len(announce) - feed.notify_existing) :]
+        announce = announce if feed.notify_existing else []
     prune_before = iso(now - timedelta(seconds=config.retention))
     with store.batch():
         for talk, keys in changes.new:

@@ -73,6 +73,21 @@ def http_url(value: Any, where: str) -> str:
     return value
 
 
+def feed_source(value: Any, where: str) -> str:
+    """An http(s) URL, a file:// URL or a local path."""
+    value = text(value, where)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: not a valid URL ({exc})") from None
+    if parts.scheme in ("http", "https") and not parts.hostname:
+        raise ConfigError(f"{where}: the URL has no host")
+    if len(parts.scheme) > 1 and parts.scheme not in ("http", "https", "file"):
+        raise ConfigError(f"{where}: expected an http(s) URL or a file path, got {parts.scheme}:")
+    return value
+
+
 def boolean(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{where}: expected true or false")
@@ -130,6 +145,21 @@ def read_table(
             continue
         values[key] = setting.kind(table[key], f"{where}.{key}")
     return values
+
+
+def redact_feed_url(url: str) -> str:
+    """A feed URL safe to print: the path stays, a password and the query's values go."""
+    try:
+        parts = urlsplit(url)
+        if not parts.scheme or not parts.netloc:
+            return url
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "***"
+    user = f"{parts.username}:***@" if parts.password else ""
+    query = "&".join(f"{pair.split('=', 1)[0]}=***" for pair in parts.query.split("&") if pair)
+    return f"{parts.scheme}://{user}{host}{port}{parts.path}" + (f"?{query}" if query else "")
 
 
 def redact_url(url: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import json
 import os
 import shutil
@@ -23,7 +24,18 @@ from tinydb.middlewares import Middleware
 from tinydb.storages import Storage
 
 SCHEMA_VERSION = 1
-TEMP_PREFIX = ".watcher-tmp-"
+REQUIRED_FIELDS = {
+    "meta": ("schema_version", "next_seq"),
+    "feeds": ("name",),
+    "seen": ("feed", "guid", "keys"),
+    "outbox": ("id", "seq", "feed", "destination", "talk", "created", "attempts"),
+    "destinations": ("name",),
+}
+
+
+def temp_prefix(path: Path) -> str:
+    """Temporary files of one state file: another state file in the folder has its own."""
+    return f".{path.name}.tmp-"
 
 
 class StoreError(Exception):
@@ -57,13 +69,12 @@ class AtomicJSONStorage(Storage):
                 f" or lose talks. The previous version is kept as {backup_path(self.path)}:"
                 f" copy it over the state file to recover, or move both away to start afresh."
             ) from None
-        if not isinstance(data, dict):
-            raise StoreError(f"{self.path}: the state file does not hold a JSON object")
+        check_shape(data, self.path)
         return data
 
     def write(self, data: dict[str, Any]) -> None:
         directory = self.path.parent
-        fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=directory)
+        fd, temp = tempfile.mkstemp(prefix=temp_prefix(self.path), dir=directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 json.dump(data, handle, ensure_ascii=False, separators=(",", ":"))
@@ -85,13 +96,27 @@ class AtomicJSONStorage(Storage):
         pass
 
 
+def check_shape(data: Any, path: Path) -> None:
+    """Refuse a state file that is JSON but not ours (edited by hand, or damaged)."""
+    where = f"{path}: the state file is damaged or not a watcher state file"
+    if not isinstance(data, dict):
+        raise StoreError(f"{where} (it does not hold a JSON object)")
+    for name, table in data.items():
+        if not isinstance(table, dict) or not all(isinstance(r, dict) for r in table.values()):
+            raise StoreError(f"{where} (its {name!r} table is not a table of records)")
+        for row in table.values():
+            missing = [f for f in REQUIRED_FIELDS.get(name, ()) if f not in row]
+            if missing:
+                raise StoreError(f"{where} (a record of {name!r} has no {missing[0]!r})")
+
+
 def backup_path(path: Path) -> Path:
     return path.with_name(path.name + ".bak")
 
 
 def _keep_previous(path: Path) -> None:
     """Keep the version about to be replaced as `<state>.bak`: a hard link, no copy."""
-    staged = path.with_name(f"{TEMP_PREFIX}bak-{os.getpid()}")
+    staged = path.with_name(f"{temp_prefix(path)}bak-{os.getpid()}")
     try:
         os.link(path, staged)
     except FileNotFoundError:
@@ -136,10 +161,10 @@ class BatchingMiddleware(Middleware):
         self.storage.close()
 
 
-def sweep_temporary_files(directory: Path) -> int:
-    """Remove temporary files a killed writer left behind; return how many."""
+def sweep_temporary_files(path: Path) -> int:
+    """Remove the temporary files a killed writer of this state file left; return how many."""
     removed = 0
-    for leftover in directory.glob(f"{TEMP_PREFIX}*"):
+    for leftover in path.parent.glob(f"{glob.escape(temp_prefix(path))}*"):
         with contextlib.suppress(OSError):
             leftover.unlink()
             removed += 1
@@ -156,7 +181,7 @@ class Store:
             raise StoreError(f"{path.parent}: cannot create the state folder: {exc}") from None
         if lock:
             self._lock_handle = _acquire_lock(path)
-            sweep_temporary_files(path.parent)
+            sweep_temporary_files(path)
         self._middleware = BatchingMiddleware(AtomicJSONStorage)
         self.db = TinyDB(str(path), storage=self._middleware)
         self._check_schema()
@@ -290,7 +315,13 @@ class Store:
         dead = Query().dead == True  # noqa: E712
         if destination is not None:
             dead &= Query().destination == destination
-        fresh = {"dead": False, "attempts": 0, "next_attempt": None, "created": now}
+        fresh = {
+            "dead": False,
+            "attempts": 0,
+            "next_attempt": None,
+            "first_failed_at": None,
+            "created": now,
+        }
         return len(self.outbox.update(fresh, dead))
 
     def update_destination_state(self, destination: str, **fields: Any) -> None:

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Protocol
 import httpx
 
 from watcher.httputil import parse_retry_after
-from watcher.schema import Setting
+from watcher.schema import Setting, redact_url
 from watcher.talk import Talk
 
 RESPONSE_EXCERPT_BYTES = 200
@@ -87,14 +87,24 @@ async def post_json(
     headers = {"Content-Type": "application/json", **(headers or {})}
     try:
         async with asyncio.timeout(timeout):
-            async with client.stream("POST", url, content=body, headers=headers) as response:
+            request = client.build_request("POST", url, content=body, headers=headers)
+            response = await client.send(request, stream=True, follow_redirects=False)
+            try:
                 if response.is_success:
                     return
                 excerpt = await _excerpt(response)
+            finally:
+                await response.aclose()
     except TimeoutError:
         raise TransientDeliveryError(f"timed out after {timeout:g}s") from None
-    except httpx.TransportError as exc:
+    except httpx.HTTPError as exc:
         raise TransientDeliveryError(f"network error: {type(exc).__name__}") from None
+    if response.is_redirect:
+        location = redact_url(response.headers.get("location", ""))
+        raise PermanentDeliveryError(
+            f"HTTP {response.status_code} redirect to {location}: a webhook must answer"
+            f" itself, not redirect (the message would be lost); update the URL"
+        )
     raise status_error(
         response.status_code, response.reason_phrase, excerpt, response.headers.get("retry-after")
     )

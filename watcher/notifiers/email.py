@@ -82,6 +82,14 @@ def _html(delivery: Delivery) -> str:
     return "<!doctype html><html><body>" + "".join(parts) + "</body></html>\n"
 
 
+def _quit_quietly(smtp: smtplib.SMTP) -> None:
+    """The server has accepted the message: how it answers QUIT changes nothing."""
+    try:
+        smtp.quit()
+    except (OSError, smtplib.SMTPException):
+        smtp.close()
+
+
 class EmailNotifier:
     TYPE = "email"
     DEFAULT_RATE: float | None = None
@@ -120,6 +128,14 @@ class EmailNotifier:
             f"to {', '.join(settings['to'])}"
         )
 
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        if s["ssl"]:
+            return smtplib.SMTP_SSL(
+                s["host"], s["port"], timeout=s["timeout"], context=ssl.create_default_context()
+            )
+        return smtplib.SMTP(s["host"], s["port"], timeout=s["timeout"])
+
     async def send(self, delivery: Delivery, client: httpx.AsyncClient) -> None:
         """Send in a worker thread (smtplib blocks), bounded in total, not only per read."""
         message = render(delivery, self.settings["from"], self.settings["to"])
@@ -133,21 +149,17 @@ class EmailNotifier:
     def _send_sync(self, message: EmailMessage) -> None:
         s = self.settings
         try:
-            if s["ssl"]:
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                    s["host"],
-                    s["port"],
-                    timeout=s["timeout"],
-                    context=ssl.create_default_context(),
-                )
-            else:
-                smtp = smtplib.SMTP(s["host"], s["port"], timeout=s["timeout"])
-            with smtp:
+            smtp = self._connect()
+            try:
                 if s["starttls"]:
                     smtp.starttls(context=ssl.create_default_context())
                 if s["username"]:
                     smtp.login(s["username"], s["password"])
                 smtp.send_message(message)
+            except BaseException:
+                smtp.close()
+                raise
+            _quit_quietly(smtp)
         except smtplib.SMTPRecipientsRefused as exc:
             codes = sorted({code for code, _ in exc.recipients.values()})
             error = f"SMTP refused every recipient (codes {codes})"
@@ -166,7 +178,7 @@ class EmailNotifier:
             raise TransientDeliveryError(error) from None
         except ssl.SSLError as exc:
             raise TransientDeliveryError(f"TLS error: {exc.reason or exc}") from None
-        except (OSError, smtplib.SMTPException) as exc:
+        except (OSError, smtplib.SMTPException) as exc:  # connection refused, reset, timeout
             raise TransientDeliveryError(
                 f"SMTP connection failed: {type(exc).__name__}: {exc}"
             ) from None

@@ -1,0 +1,522 @@
+#!/usr/bin/env python3
+"""Benchmark one full `watcher poll` cycle over many large feeds, against a lower bound.
+
+Run by hand (see benchmarks/README.md), never by the test suite:
+
+    .venv/bin/python benchmarks/bench_poll.py [--feeds 200] [--talks 20] [--concurrency 16]
+        [--rss2email] [--scale] [--profile DIR] [--server auto|nginx|python] [--keep]
+
+It generates N feeds in the seed fixture's format into a temp folder, serves them
+from nginx (or a Python fallback) on 127.0.0.1, and runs three phases, each as
+fresh child processes whose wall time, CPU (user+sys) and peak RSS are measured:
+cold (first poll: baseline, nothing announced), steady (nothing changed: all 304)
+and changed (one new talk per feed: exactly N webhook POSTs). Each phase is also
+run by lower_bound.py: the same fetches with httpx and GUIDs read with lxml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import feedgen  # noqa: E402
+import pyspy_report  # noqa: E402
+import rss2email_side  # noqa: E402
+import servers  # noqa: E402
+
+PHASES = ("cold", "steady", "changed")
+SCALE_PHASES = ("cold", "steady")
+EXPECTED_STATUS = {"cold": 200, "steady": 304, "changed": 200}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--feeds", type=int, help="feeds N (default 200; 2000 with --scale)")
+    parser.add_argument("--talks", type=int, default=20, help="talks per feed K (default 20)")
+    parser.add_argument("--concurrency", type=int, default=16, help="feeds at once (default 16)")
+    parser.add_argument("--rss2email", action="store_true", help="also run rss2email (pip)")
+    parser.add_argument(
+        "--scale", action="store_true", help="2000 feeds of small talks; cold then steady"
+    )
+    parser.add_argument("--profile", metavar="DIR", type=Path, help="run the watcher under py-spy")
+    parser.add_argument("--server", choices=("auto", "nginx", "python"), default="auto")
+    parser.add_argument("--phase-timeout", type=float, default=1800.0, metavar="SECONDS")
+    parser.add_argument("--python", default=None, help="the watcher's interpreter")
+    parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs, state)")
+    args = parser.parse_args(argv)
+    args.feeds = args.feeds or (2000 if args.scale else 200)
+    args.python = args.python or _default_python()
+    return args
+
+
+def _default_python() -> str:
+    venv = REPO / ".venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
+# measuring one child process
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One child process: wall seconds, its own CPU seconds and peak RSS (from wait4)."""
+
+    wall: float
+    user: float
+    system: float
+    rss_mb: float
+    returncode: int
+    timed_out: bool = False
+
+    @property
+    def cpu(self) -> float:
+        return self.user + self.system
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+
+def measure(command: list[str], logs: Path, cwd: Path, timeout: float) -> Measured:
+    """Run `command` to the end (killed after `timeout`); stdout and stderr go to
+    `logs`.out / .err. wait4 gives this child's own rusage, so the peak RSS is
+    this run's alone, not the maximum over every child so far."""
+    expired = threading.Event()
+    with logs.with_suffix(".out").open("wb") as out, logs.with_suffix(".err").open("wb") as err:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=err)
+
+        def expire() -> None:
+            expired.set()
+            process.send_signal(signal.SIGKILL)
+
+        timer = threading.Timer(timeout, expire)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        finally:
+            timer.cancel()
+        wall = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return Measured(
+        wall=wall,
+        user=usage.ru_utime,
+        system=usage.ru_stime,
+        rss_mb=usage.ru_maxrss / 1024,  # KiB on Linux
+        returncode=process.returncode,
+        timed_out=expired.is_set(),
+    )
+
+
+# the setup: feeds, servers, config
+
+
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    home: Path
+    writer: feedgen.FeedWriter
+    server: servers.NginxFeeds | servers.PythonFeeds
+    sink: servers.WebhookSink
+    config: Path
+    urls: Path
+    feed_urls: dict[str, str]
+    r2e: rss2email_side.Rss2Email | None = None
+    smtp: servers.SmtpSink | None = None
+    broken: str | None = None  # why the watcher's later phases are skipped
+
+    @property
+    def feeds(self) -> int:
+        return self.args.feeds
+
+    @property
+    def talks(self) -> int:
+        return self.args.talks
+
+
+def generate(writer: feedgen.FeedWriter, feeds: int, talks: int) -> list[int]:
+    start = time.perf_counter()
+    sizes = [writer.write(index, talks) for index in range(1, feeds + 1)]
+    total = sum(sizes) / 1e6
+    took = time.perf_counter() - start
+    print(f"generated {feeds} feeds × {talks} talks: {total:.0f} MB in {took:.1f}s", flush=True)
+    return sizes
+
+
+def write_config(home: Path, feed_urls: dict[str, str], sink_url: str, concurrency: int) -> Path:
+    """A watcher config: every feed notifies the one webhook destination, the sink."""
+    lines = [
+        "[watcher]",
+        f'state = "{home / "state" / "watcher.json"}"',
+        'timeout = "120s"',
+        f"max_concurrency = {concurrency}",
+        "",
+        "[[destinations]]",
+        'name = "sink"',
+        'type = "webhook"',
+        f'url = "{sink_url}"',
+        "",
+    ]
+    for name, url in feed_urls.items():
+        lines += ["[[feeds]]", f'name = "{name}"', f'url = "{url}"', 'notify = ["sink"]', ""]
+    path = home / "watcher.toml"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def start_server(args: argparse.Namespace, feeds_dir: Path, home: Path):
+    if args.server == "python":
+        return servers.PythonFeeds(feeds_dir, "chosen by --server python")
+    if args.server == "nginx" and not shutil.which("nginx"):
+        raise SystemExit("bench: --server nginx, but nginx is not on PATH")
+    return servers.start_feed_server(feeds_dir, home / "nginx", None)
+
+
+def set_up(args: argparse.Namespace, home: Path) -> tuple[Bench, list[int]]:
+    feeds_dir = home / "feeds"
+    feeds_dir.mkdir()
+    shape = feedgen.SMALL if args.scale else feedgen.REALISTIC
+    writer = feedgen.FeedWriter(feeds_dir, shape, feedgen.seed_transcripts())
+    sizes = generate(writer, args.feeds, args.talks)
+    server = start_server(args, feeds_dir, home)
+    sink = servers.WebhookSink()
+    feed_urls = {
+        feedgen.feed_name(i): f"{server.base_url}/{feedgen.feed_name(i)}.xml"
+        for i in range(1, args.feeds + 1)
+    }
+    config = write_config(home, feed_urls, sink.url, args.concurrency)
+    urls = home / "urls.json"
+    urls.write_text(json.dumps(list(feed_urls.values())))
+    for folder in ("logs", "validators"):
+        (home / folder).mkdir()
+    bench = Bench(args, home, writer, server, sink, config, urls, feed_urls)
+    return bench, sizes
+
+
+def set_up_rss2email(bench: Bench) -> str | None:
+    """Install and configure rss2email; None, with the reason printed, if it cannot be."""
+    try:
+        bench.smtp = servers.SmtpSink()
+    except ImportError as exc:
+        print(f"rss2email: skipped: no SMTP sink: {exc} (pip install aiosmtpd)")
+        return None
+    r2e = rss2email_side.Rss2Email(bench.home / "rss2email", bench.feed_urls, bench.smtp.port)
+    print("rss2email: installing into a venv in the temp folder…", flush=True)
+    try:
+        version = r2e.set_up()
+    except rss2email_side.Unavailable as exc:
+        print(f"rss2email: skipped: {exc}")
+        return None
+    bench.r2e = r2e
+    return version
+
+
+# one phase
+
+
+@dataclass
+class PhaseResult:
+    phase: str
+    watcher: Measured | None
+    lower: Measured
+    lower_guids: int
+    posts: int
+    http: Counter  # (client, status) → answers during the phase
+    r2e: Measured | None = None
+    mails: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def watcher_command(bench: Bench, phase: str) -> list[str]:
+    command = [bench.args.python, "-m", "watcher", "poll", "--config", str(bench.config)]
+    if bench.args.profile:
+        spy = shutil.which("py-spy") or str(Path(bench.args.python).parent / "py-spy")
+        out = bench.args.profile / f"{phase}.txt"
+        command = [spy, "record", "--format", "raw", "--nonblocking", "-o", str(out), "--"]
+        command += [bench.args.python, "-m", "watcher", "poll", "--config", str(bench.config)]
+    return command
+
+
+def lower_command(bench: Bench, phase: str) -> list[str]:
+    index = PHASES.index(phase)
+    previous = bench.home / "validators" / f"{PHASES[index - 1] if index else 'none'}.json"
+    current = bench.home / "validators" / f"{phase}.json"
+    script = str(HERE / "lower_bound.py")
+    concurrency = str(bench.args.concurrency)
+    return [bench.args.python, script, str(bench.urls), str(previous), str(current), concurrency]
+
+
+def run_watcher(bench: Bench, phase: str) -> Measured | None:
+    if bench.broken:
+        return None
+    logs = bench.home / "logs" / f"watcher-{phase}"
+    result = measure(watcher_command(bench, phase), logs, bench.home, bench.args.phase_timeout)
+    if not result.ok:
+        why = "timed out" if result.timed_out else f"exited {result.returncode}"
+        bench.broken = f"the {phase} phase {why}"
+        tail = logs.with_suffix(".err").read_text(errors="replace").splitlines()[-10:]
+        print(f"watcher {phase}: {why}; last lines of its log:", *tail, sep="\n  ")
+    return result
+
+
+def run_lower_bound(bench: Bench, phase: str) -> tuple[Measured, int]:
+    logs = bench.home / "logs" / f"lower-{phase}"
+    result = measure(lower_command(bench, phase), logs, bench.home, bench.args.phase_timeout)
+    try:
+        summary = json.loads(logs.with_suffix(".out").read_text())
+    except ValueError:
+        summary = {"guids": -1}
+    return result, summary["guids"]
+
+
+def run_phase(bench: Bench, phase: str) -> PhaseResult:
+    print(f"phase {phase}: watcher…", end="", flush=True)
+    http_before, posts_before = bench.server.counts(), bench.sink.posts
+    watcher = run_watcher(bench, phase)
+    posts = bench.sink.posts - posts_before
+    print(" lower bound…", end="", flush=True)
+    lower, guids = run_lower_bound(bench, phase)
+    result = PhaseResult(phase, watcher, lower, guids, posts, Counter())
+    if bench.r2e and bench.smtp:
+        print(" rss2email…", end="", flush=True)
+        mails_before = bench.smtp.messages
+        logs = bench.home / "logs" / f"rss2email-{phase}"
+        result.r2e = measure(bench.r2e.command(phase), logs, bench.home, bench.args.phase_timeout)
+        result.mails = bench.smtp.messages - mails_before
+    result.http = bench.server.counts() - http_before
+    print(" done", flush=True)
+    result.problems = check(bench, result)
+    return result
+
+
+def check(bench: Bench, result: PhaseResult) -> list[str]:
+    """What differs from what the phase must show; empty when all is as expected."""
+    n, k = bench.feeds, bench.talks
+    phase = result.phase
+    want_posts = n if phase == "changed" else 0
+    want_guids = {"cold": n * k, "steady": 0, "changed": n * (k + 1)}[phase]
+    problems = []
+    runs = [("watcher", result.watcher), ("lowerbound", result.lower), ("rss2email", result.r2e)]
+    for client, run in runs:
+        got = {s: c for (who, s), c in result.http.items() if who == client}
+        if run is not None and got != {EXPECTED_STATUS[phase]: n}:
+            problems.append(f"{client}: HTTP answers {got}, expected {EXPECTED_STATUS[phase]}×{n}")
+        if run is not None and not run.ok:
+            problems.append(f"{client}: exited {run.returncode}, timed out: {run.timed_out}")
+    if result.watcher is not None and result.posts != want_posts:
+        problems.append(f"watcher: sink received {result.posts} POSTs, expected {want_posts}")
+    if result.lower_guids != want_guids:
+        problems.append(f"lower bound: read {result.lower_guids} GUIDs, expected {want_guids}")
+    if result.r2e is not None and result.mails != want_posts:
+        problems.append(f"rss2email: sent {result.mails} mails, expected {want_posts}")
+    return problems
+
+
+# output
+
+
+def machine_info(python: str) -> list[str]:
+    version = subprocess.run(
+        [python, "-c", "import sys; print(sys.version.split()[0])"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    cpu = _first_field("/proc/cpuinfo", "model name") or platform.processor() or "?"
+    memory = _first_field("/proc/meminfo", "MemTotal") or "?"
+    return [
+        f"date: {datetime.now(UTC).isoformat(timespec='seconds')}",
+        f"machine: nproc {os.cpu_count()} (usable {len(os.sched_getaffinity(0))}), {cpu}, "
+        f"memory {memory}, {platform.system()} {platform.release()}",
+        f"python: {version} ({python})",
+        f"watcher: {_git_revision()}",
+    ]
+
+
+def _first_field(path: str, name: str) -> str | None:
+    try:
+        for line in Path(path).read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == name:
+                return " ".join(value.split())
+    except OSError:
+        return None
+    return None
+
+
+def _git_revision() -> str:
+    """The commit, and whether watcher/ differs from it (read-only: no index refresh)."""
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
+
+    def git(*args: str) -> str:
+        result = subprocess.run(
+            ["git", "-C", str(REPO), *args], capture_output=True, text=True, env=env, check=False
+        )
+        return result.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown commit"
+    dirty = git("status", "--porcelain", "--", "watcher")
+    return f"commit {commit}" + (" + uncommitted changes in watcher/" if dirty else "")
+
+
+def print_header(bench: Bench, sizes: list[int]) -> None:
+    args = bench.args
+    mode = "scale (small talks)" if args.scale else "realistic talks"
+    mean = sum(sizes) / len(sizes) / 1e6
+    print()
+    for line in machine_info(args.python):
+        print(line)
+    print(
+        f"N={args.feeds} feeds × K={args.talks} talks ({mode}), mean feed {mean:.2f} MB, "
+        f"total {sum(sizes) / 1e6:.0f} MB; concurrency {args.concurrency}"
+    )
+    print(f"feed server: {bench.server.name} at {bench.server.base_url}")
+    print(f"webhook sink: {bench.sink.url}")
+    if args.profile:
+        print(
+            f"PROFILED RUN: the watcher ran under py-spy (profiles in {args.profile});"
+            " its timings include py-spy's overhead: do not quote them"
+        )
+    print()
+
+
+def _cells(run: Measured | None) -> list[str]:
+    if run is None:
+        return ["skipped", "-", "-"]
+    wall = f"{run.wall:.2f}" + ("" if run.ok else " FAILED")
+    return [wall, f"{run.cpu:.2f}", f"{run.rss_mb:.1f}"]
+
+
+def _ratio(numerator: Measured | None, denominator: Measured | None) -> str:
+    if not numerator or not denominator or denominator.wall <= 0:
+        return "-"
+    return f"{numerator.wall / denominator.wall:.1f}x"
+
+
+def print_rows(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    print(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    print("-+-".join("-" * w for w in widths))
+    for row in rows:
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        print(" | ".join(cells))
+    print()
+
+
+def print_tables(results: list[PhaseResult]) -> None:
+    header = ["phase", "watcher wall s", "cpu s", "peak RSS MB"]
+    header += ["lower-bound wall s", "cpu s", "RSS MB", "ratio wall"]
+    print_rows(
+        header,
+        [
+            [r.phase, *_cells(r.watcher), *_cells(r.lower), _ratio(r.watcher, r.lower)]
+            for r in results
+        ],
+    )
+    if any(r.r2e for r in results):
+        header = ["phase", "rss2email wall s", "cpu s", "peak RSS MB", "watcher wall s"]
+        header += ["rss2email/watcher wall"]
+        rows = [
+            [r.phase, *_cells(r.r2e), _cells(r.watcher)[0], _ratio(r.r2e, r.watcher)]
+            for r in results
+        ]
+        print("rss2email (fetches one feed at a time; mails through a local SMTP sink):")
+        print_rows(header, rows)
+
+
+def print_checks(bench: Bench, results: list[PhaseResult]) -> bool:
+    print("checks:")
+    for r in results:
+        answers = sorted(r.http.items())
+        http = ", ".join(f"{who} {status}×{count}" for (who, status), count in answers)
+        print(
+            f"  {r.phase}: HTTP {http or 'none'}; webhook POSTs {r.posts}; "
+            f"lower-bound GUIDs {r.lower_guids}" + (f"; mails {r.mails}" if r.r2e else "")
+        )
+        for problem in r.problems:
+            print(f"    FAIL: {problem}")
+    changed = next((r for r in results if r.phase == "changed"), None)
+    if changed and changed.watcher:
+        verdict = "OK" if changed.posts == bench.feeds else "FAIL"
+        print(
+            f"  changed: the sink received {changed.posts} POSTs, expected exactly "
+            f"N={bench.feeds}: {verdict}"
+        )
+    print()
+    return not any(r.problems for r in results)
+
+
+def print_profiles(directory: Path, phases: tuple[str, ...]) -> None:
+    for phase in phases:
+        path = directory / f"{phase}.txt"
+        if path.exists():
+            print(f"py-spy, watcher {phase}:")
+            print(pyspy_report.report(path))
+
+
+# main
+
+
+def run(args: argparse.Namespace, home: Path) -> bool:
+    bench, sizes = set_up(args, home)
+    try:
+        r2e_version = set_up_rss2email(bench) if args.rss2email else None
+        if args.profile:
+            args.profile.mkdir(parents=True, exist_ok=True)
+        print_header(bench, sizes)
+        phases = SCALE_PHASES if args.scale else PHASES
+        results = []
+        for phase in phases:
+            if phase == "changed":
+                for index in range(1, args.feeds + 1):
+                    bench.writer.add_newer_talk(index, args.talks)
+            results.append(run_phase(bench, phase))
+    finally:
+        for closable in (bench.server, bench.sink, bench.smtp):
+            if closable is not None:
+                closable.close()
+    print()
+    print_header(bench, sizes)
+    if r2e_version:
+        print(f"rss2email: {r2e_version}")
+    print_tables(results)
+    passed = print_checks(bench, results)
+    if args.profile:
+        print_profiles(args.profile, phases)
+    return passed
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    home = Path(tempfile.mkdtemp(prefix="bench-poll-"))
+    try:
+        passed = run(args, home)
+    finally:
+        if args.keep:
+            print(f"kept the temp folder: {home} (logs/, state/, feeds/)")
+        else:
+            shutil.rmtree(home, ignore_errors=True)
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
