@@ -30,8 +30,6 @@ class PollResult:
     ok: bool
     error: str | None = None
     announced: int = 0
-    retry_after: float | None = None
-    skipped: bool = False
 
 
 def identity_keys(talk: Talk, dedup: Iterable[str]) -> set[str]:
@@ -97,7 +95,7 @@ async def poll_feed(
     state = store.feed_state(feed.name)
     if respect_backoff and (reason := backing_off(feed, state, now)):
         log.debug("feed %s: skipped: %s", feed.name, reason)
-        return PollResult(feed.name, ok=False, error=reason, skipped=True)
+        return PollResult(feed.name, ok=False, error=reason)
     same_source = state.get("url") == feed.url
     stamp = iso(now)
     try:
@@ -257,4 +255,4 @@ def _failed(store, feed, config, state, now, exc: FetchError) -> PollResult:
         )
     else:
         log.error("feed %s: %s", feed.name, error)
-    return PollResult(feed.name, ok=False, error=error, retry_after=exc.retry_after)
+    return PollResult(feed.name, ok=False, error=error)

@@ -236,9 +236,6 @@ class Store:
     def update_feed_state(self, feed: str, **fields: Any) -> None:
         self.feeds.upsert({"name": feed, **fields}, Query().name == feed)
 
-    def all_feed_states(self) -> list[dict[str, Any]]:
-        return [dict(row) for row in self.feeds.all()]
-
     # seen talks
 
     def seen_keys(self, feed: str) -> set[str]:
@@ -300,9 +297,6 @@ class Store:
         rows = self.outbox.search((Query().destination == destination) & (Query().dead == False))  # noqa: E712
         return sorted((dict(row) for row in rows), key=lambda row: row["seq"])
 
-    def outbox_rows(self) -> list[dict[str, Any]]:
-        return sorted((dict(row) for row in self.outbox.all()), key=lambda row: row["seq"])
-
     def delivered(self, delivery_id: str) -> None:
         self.outbox.remove(Query().id == delivery_id)
 
@@ -326,10 +320,6 @@ class Store:
 
     def update_destination_state(self, destination: str, **fields: Any) -> None:
         self.destinations.upsert({"name": destination, **fields}, Query().name == destination)
-
-    def destination_state(self, destination: str) -> dict[str, Any]:
-        row = self.destinations.get(Query().name == destination)
-        return dict(row) if row else {}
 
 
 def _acquire_lock(path: Path):
