@@ -1,16 +1,50 @@
-"""Bytes of a feed document → the talks in it (pure)."""
+"""Bytes of a feed document → the talks in it (pure).
+
+Feeds are untrusted. Before feedparser sees a document it is converted to UTF-8
+(as feedparser would), numeric references to no character are replaced, and a
+document that declares XML entities is refused: they are how a feed reads local
+files or URLs (XXE) or expands a few KB into gigabytes ("billion laughs").
+"""
 
 from __future__ import annotations
 
+import codecs
 import io
 import logging
+import re
+import xml.parsers.expat
 from dataclasses import dataclass, field
 
 import feedparser
+from feedparser.encodings import EBCDIC_MARKER, RE_XML_DECLARATION, convert_to_utf8
+from feedparser.sanitizer import replace_doctype
 
-from watcher.talk import Talk, talk_from_entry
+from watcher.talk import Talk, clean_text, talk_from_entry
 
 log = logging.getLogger(__name__)
+
+_UTF8_DECLARATION = "<?xml version='1.0' encoding='utf-8'?>\n"
+# Long numeric references may name no character (past U+10FFFF, or a surrogate):
+# feedparser's fallback parser calls chr() on them and raises, losing the whole document.
+_BIG_CHAR_REF = re.compile(rb"&#(?:[xX]0*([0-9a-fA-F]{4,})|0*([0-9]{5,}));")
+# The declared encoding, where feedparser looks (the first line), in ASCII or UTF-16/32.
+_DECLARED_ENCODING = re.compile(
+    b"\0{0,3}".join(bytes([c]) for c in b"encoding=") + rb"\0{0,3}[\"']([^\"']{0,200})[\"']"
+)
+_MARKS = (  # UTF-32 before UTF-16: their little-endian BOMs begin alike
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (EBCDIC_MARKER, "cp037"),
+    (b"\0\0\0<", "utf-32-be"),
+    (b"<\0\0\0", "utf-32-le"),
+    (b"\0<", "utf-16-be"),
+    (b"<\0", "utf-16-le"),
+)
+# Python decodes these in quadratic time: a 1 MB punycode feed takes minutes.
+_SLOW_CODECS = ("punycode", "idna")
 
 
 @dataclass(frozen=True)
@@ -27,6 +61,10 @@ class ParsedFeed:
     warnings: list[str] = field(default_factory=list)
 
 
+class _Refused(Exception):
+    pass
+
+
 def parse_feed(data: bytes) -> ParsedFeed:
     """Read every talk out of a feed document. Never raises for any input.
 
@@ -34,29 +72,143 @@ def parse_feed(data: bytes) -> ParsedFeed:
     would treat one that looks like a path or URL as a location to open.
     """
     try:
-        parsed = feedparser.parse(io.BytesIO(data), sanitize_html=False)
+        document, warnings = _prepared(data)
+        parsed, more = _feedparser(document)
+    except _Refused as exc:
+        return ParsedFeed([], error=f"not a feed: refused: {exc}")
     except Exception as exc:  # feedparser's own bugs must not take the daemon down
-        return ParsedFeed([], error=f"unparseable: {type(exc).__name__}: {exc}")
-    warnings = []
+        return ParsedFeed([], error=f"unparseable: {type(exc).__name__}: {_describe(exc)}")
+    warnings += more
     if parsed.get("bozo"):
         warnings.append(f"malformed feed: {_describe(parsed.get('bozo_exception'))}")
     if not parsed.get("version") and not parsed.entries:
         return ParsedFeed([], error=_not_a_feed(data, parsed))
+    talks, skipped = _talks(parsed.entries)
+    feed_title = parsed.get("feed", {}).get("title")
+    return ParsedFeed(
+        talks,
+        title=clean_text(feed_title) if isinstance(feed_title, str) else None,
+        warnings=warnings + skipped,
+    )
+
+
+def _talks(entries: list) -> tuple[list[Talk], list[str]]:
     talks: list[Talk] = []
+    warnings: list[str] = []
     seen_guids: set[str] = set()
-    for index, entry in enumerate(parsed.entries):
+    for index, entry in enumerate(entries):
         try:
             talk = talk_from_entry(entry)
         except Exception as exc:
-            warnings.append(f"item {index + 1} skipped: {type(exc).__name__}: {exc}")
+            warnings.append(f"item {index + 1} skipped: {type(exc).__name__}: {_describe(exc)}")
             continue
         if talk.guid not in seen_guids:
             seen_guids.add(talk.guid)
             talks.append(talk)
-    feed_title = parsed.get("feed", {}).get("title")
-    return ParsedFeed(
-        talks, title=feed_title if isinstance(feed_title, str) else None, warnings=warnings
-    )
+    return talks, warnings
+
+
+def _prepared(data: bytes) -> tuple[bytes, list[str]]:
+    """The document as feedparser's parsers will see it (UTF-8), made safe to give them."""
+    document, warnings = _utf8(data)
+    document = _BIG_CHAR_REF.sub(_char_ref, document)
+    if b"<!ENTITY" in document and _declares_entities(document):
+        raise _Refused("it declares XML entities, which can read files or URLs or expand to GBs")
+    return document, warnings
+
+
+def _utf8(data: bytes) -> tuple[bytes, list[str]]:
+    """What feedparser does first, done here so that the checks see what its parsers see."""
+    result: dict = {}
+    try:
+        _refuse_slow_codecs(data)
+        document = convert_to_utf8({}, data, result)
+    except (UnicodeError, LookupError) as exc:  # e.g. UTF-7 that decodes to lone surrogates
+        encoding = _sniffed(data)
+        text = data.decode(encoding, "replace").lstrip("\ufeff")
+        document = (_UTF8_DECLARATION + RE_XML_DECLARATION.sub("", text, count=1)).encode()
+        return document, [f"unusable encoding ({_describe(exc)}): read as {encoding}"]
+    problem = result.get("bozo_exception")
+    return document, [f"malformed feed: {_describe(problem)}"] if problem else []
+
+
+def _refuse_slow_codecs(data: bytes) -> None:
+    for value in _DECLARED_ENCODING.findall(_first_line(data)):
+        name = value.replace(b"\0", b"").decode("latin-1")
+        try:
+            codec = codecs.lookup(name).name  # as bytes.decode(name) would find it
+        except (LookupError, ValueError):
+            continue
+        if codec in _SLOW_CODECS:
+            raise LookupError(f"{codec} is too slow to decode")
+
+
+def _sniffed(data: bytes) -> str:
+    """The encoding a BOM or the bytes of "<?" imply, as feedparser sniffs it; else UTF-8."""
+    return next((encoding for mark, encoding in _MARKS if data.startswith(mark)), "utf-8")
+
+
+def _first_line(data: bytes) -> bytes:
+    if data[:4] == EBCDIC_MARKER:
+        data = data.decode("cp037").encode()
+    end = data.find(b"\n")
+    return data if end < 0 else data[:end]
+
+
+def _char_ref(match: re.Match[bytes]) -> bytes:
+    hex_digits, decimal = match.groups()
+    digits, base = (hex_digits, 16) if hex_digits else (decimal, 10)
+    code = int(digits, base) if len(digits) <= 7 else -1
+    if 0 <= code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF:
+        return match.group()
+    return b"&#xFFFD;"
+
+
+class _Declared(Exception):
+    pass
+
+
+class _RootReached(Exception):
+    pass
+
+
+def _declares_entities(document: bytes) -> bool:
+    """Whether the DTD before the root element declares an entity, in the document or as
+    feedparser rewrites it for expat, or feedparser would give its fallback parser one."""
+    _, rewritten, loose_entities = replace_doctype(document)
+    return bool(loose_entities) or any(map(_expat_declares_entities, (document, rewritten)))
+
+
+def _expat_declares_entities(document: bytes) -> bool:
+    parser = xml.parsers.expat.ParserCreate(None, " ")  # as feedparser's SAX reader makes it
+    parser.SetParamEntityParsing(xml.parsers.expat.XML_PARAM_ENTITY_PARSING_UNLESS_STANDALONE)
+    parser.EntityDeclHandler = _entity_declared
+    parser.StartElementHandler = _root_reached
+    try:
+        parser.Parse(document, True)
+    except _Declared:
+        return True
+    except (_RootReached, xml.parsers.expat.ExpatError):
+        return False
+    return False
+
+
+def _entity_declared(*_: object) -> None:
+    raise _Declared
+
+
+def _root_reached(*_: object) -> None:
+    raise _RootReached
+
+
+def _feedparser(document: bytes) -> tuple[feedparser.FeedParserDict, list[str]]:
+    try:
+        return feedparser.parse(io.BytesIO(document), sanitize_html=False), []
+    except Exception as exc:  # its HTML post-processing chokes on e.g. a 5,000-digit &#...;
+        parsed = feedparser.parse(
+            io.BytesIO(document), sanitize_html=False, resolve_relative_uris=False
+        )
+        return parsed, [f"HTML left as it is: {type(exc).__name__}: {_describe(exc)}"]
 
 
 def _not_a_feed(data: bytes, parsed: feedparser.FeedParserDict) -> str:
@@ -74,5 +226,4 @@ def _not_a_feed(data: bytes, parsed: feedparser.FeedParserDict) -> str:
 def _describe(exc: object) -> str:
     if exc is None:
         return ""
-    text = " ".join(str(exc).split())
-    return text[:200] or type(exc).__name__
+    return clean_text(str(exc))[:200] or type(exc).__name__

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
 import re
+import socket
 import ssl
 import zlib
 from collections.abc import Iterator
@@ -32,6 +34,12 @@ MAX_ENCODINGS = 3  # layers of Content-Encoding undone; nobody needs more than t
 INFLATE_CHUNK = 64 * 1024  # the most one decompression step may produce
 
 _WBITS = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
+_DNS_HINTS = (
+    "Name or service not known",
+    "nodename nor servname",
+    "getaddrinfo",
+    "Temporary failure in name resolution",
+)
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 
@@ -147,7 +155,7 @@ def _permanently_moved_to(response: httpx.Response) -> str | None:
     """
     hops = [*response.history, response]
     target = None
-    for hop, after in zip(hops, hops[1:], strict=False):
+    for hop, after in itertools.pairwise(hops):
         if hop.status_code not in (301, 308):
             break
         target = str(after.url)
@@ -159,7 +167,8 @@ async def _read_body(response: httpx.Response, max_bytes: int) -> bytes:
 
     Not `aiter_bytes()`: httpx inflates each network chunk in one call, so a few KB
     of stacked gzip would become gigabytes in memory before any cap could look.
-    The compressed size is capped too (no feed compresses to more than it inflates to).
+    The bytes received are capped too: they bound the work (a stream can be junk that
+    inflates to nothing), and a feed's gzip is never much bigger than the feed.
     """
     declared = response.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
@@ -171,8 +180,10 @@ async def _read_body(response: httpx.Response, max_bytes: int) -> bytes:
         received += len(data)
         for piece in _inflate(layers, data):
             body += piece
-            if len(body) > max_bytes or received > max_bytes:
-                raise FetchError(f"too large: over the {max_bytes}-byte cap")
+            if len(body) > max_bytes:
+                break
+        if len(body) > max_bytes or received > max_bytes:
+            raise FetchError(f"too large: over the {max_bytes}-byte cap")
     return bytes(body)
 
 
@@ -185,25 +196,29 @@ class _Inflater:
         self.started = False
 
     def feed(self, data: bytes) -> Iterator[bytes]:
-        while not self.inflater.eof:
+        while not self.inflater.eof:  # after the end, the rest is ignored (as httpx does)
             piece = self._step(data)
-            data = self.inflater.unconsumed_tail
             if piece:
                 yield piece
-            if not data and len(piece) < INFLATE_CHUNK:
-                return
+            tail = self.inflater.unconsumed_tail
+            if not tail and len(piece) < INFLATE_CHUNK:
+                return  # all input used and all output given
+            if not piece and len(tail) == len(data):
+                return  # no progress: never spin
+            data = tail
 
     def _step(self, data: bytes) -> bytes:
+        first, self.started = not self.started, True
         try:
-            return self.inflater.decompress(data, INFLATE_CHUNK)
+            try:
+                return self.inflater.decompress(data, INFLATE_CHUNK)
+            except zlib.error:
+                if self.encoding != "deflate" or not first:
+                    raise
+                self.inflater = zlib.decompressobj(-zlib.MAX_WBITS)  # raw, no zlib header
+                return self.inflater.decompress(data, INFLATE_CHUNK)
         except zlib.error as exc:
-            if self.encoding == "deflate" and not self.started:  # raw deflate, no zlib header
-                self.inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-                self.started = True
-                return self._step(data)
             raise FetchError(f"bad {self.encoding} body: {_first_line(exc)}") from None
-        finally:
-            self.started = True
 
 
 def _inflaters(content_encoding: str) -> list[_Inflater]:
@@ -256,20 +271,31 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def _connect_reason(exc: httpx.ConnectError) -> str:
-    cause = exc.__cause__ or exc.__context__
-    while cause is not None:
+    for cause in _causes(exc):
         if isinstance(cause, ssl.SSLError):
             return f"TLS error: {getattr(cause, 'reason', None) or _first_line(cause)}"
-        cause = cause.__cause__ or cause.__context__
+        if isinstance(cause, socket.gaierror):
+            return f"DNS lookup failed: {_first_line(cause)}"
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection failed: refused"
     text = _first_line(exc)
-    if (
-        "Name or service not known" in text
-        or "nodename nor servname" in text
-        or ("getaddrinfo" in text)
-        or "Temporary failure in name resolution" in text
-    ):
+    if any(hint in text for hint in _DNS_HINTS):
         return f"DNS lookup failed: {text}"
     return f"connection failed: {text or type(exc).__name__}"
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exceptions behind `exc`, through causes, contexts and exception groups."""
+    pending, seen = [exc], set()
+    while pending and len(seen) < 50:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        pending += [e for e in (current.__cause__, current.__context__) if e is not None]
+        if isinstance(current, BaseExceptionGroup):
+            pending += current.exceptions
 
 
 def _first_line(exc: BaseException) -> str:

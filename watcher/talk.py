@@ -11,9 +11,11 @@ import calendar
 import hashlib
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
+from itertools import islice
 from urllib.parse import urlsplit
 
 import lxml.etree
@@ -22,15 +24,38 @@ import lxml.html
 FIRST_LINES_MAX = 3
 FIRST_LINE_CHARS = 300
 
-_SLIDE_HEADING = re.compile(r"Slide\s+(\d+)\s*[—–-]\s*((?:\d+:)?\d{1,2}:\d{2})")
-_SLIDES_CLAIMED = re.compile(r"(\d+)\s+slides?\s+extracted", re.IGNORECASE)
+MAX_TAG_ATTRIBUTES = 64
+
+# Bounded digit runs, a run matched from its start only, and a watch?-query that stops at
+# the next "/" or "?": feed text is untrusted, and each unbounded form took minutes on
+# ~100 KB of digits or of repeated "youtube.com/watch?".
+_SLIDE_HEADING = re.compile(r"Slide\s+(\d{1,6})\s*[—–-]\s*((?:\d{1,4}:)?\d{1,2}:\d{2})")
+_SLIDES_CLAIMED = re.compile(r"(?<!\d)(\d{1,6})\s++slides?\s+extracted", re.IGNORECASE)
 _YOUTUBE_ID = re.compile(
-    r"(?:youtube(?:-nocookie)?\.com/(?:embed/|watch\?(?:[^\s\"'<>]*?&(?:amp;)?)?v=|shorts/)"
+    r"(?:youtube(?:-nocookie)?\.com/(?:embed/|watch\?(?:[^\s\"'<>/?]*?&(?:amp;)?)?v=|shorts/)"
     r"|youtu\.be/)([A-Za-z0-9_-]{11})(?![A-Za-z0-9_-])"
 )
-_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
+# A start or end tag as HTML5 tokenizes it, with at most MAX_TAG_ATTRIBUTES attributes and
+# no "<" or stray quote inside. libxml2 compares each attribute's name with all before it,
+# so one tag with 100,000 attributes (1 MB) takes minutes; a "<" that does not begin such a
+# tag becomes "&lt;", i.e. text. Every part excludes "<", so the scan is linear.
+_TAG_SPACE = "\t\n\f\r "
+_TAG_START = rf"/?[^{_TAG_SPACE}/>!?<]"
+_ATTR_VALUE = rf"""(?:"[^"<]*+(?:"|\Z)|'[^'<]*+(?:'|\Z)|[^{_TAG_SPACE}>"'<]++|\Z)"""
+_ATTRIBUTE = rf"""[^{_TAG_SPACE}/>=<"']++(?:[{_TAG_SPACE}]*+=[{_TAG_SPACE}]*+{_ATTR_VALUE})?"""
+_PLAIN_TAG = (
+    rf"""{_TAG_START}[^{_TAG_SPACE}/>=<"']*+"""
+    rf"(?:[{_TAG_SPACE}/]++(?:{_ATTRIBUTE})?){{0,{MAX_TAG_ATTRIBUTES}}}+"
+    rf"[{_TAG_SPACE}/]*+(?:>|\Z)"
+)
+_CROWDED_TAG = re.compile(rf"<(?!{_PLAIN_TAG})(?={_TAG_START})")
+_BLANK = r"\s\x00-\x08\x0b\x0c\x0e-\x1f\x7f"  # what clean_text() makes one space of
+# A sentence of the cleaned text: from a kept character to a ".!?…" that a blank follows.
+_SENTENCE = re.compile(rf"[^{_BLANK}].*?(?:(?<=[.!?…])(?=[{_BLANK}])|\Z)", re.DOTALL)
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
+_NOT_IN_URL = re.compile(r"[\s<>\"'\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # \s is str.isspace()
+_NOT_XML_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")  # lxml refuses them
 
 
 @dataclass(frozen=True)
@@ -62,7 +87,7 @@ class Talk:
 class Slide:
     seconds: int
     image: str | None
-    transcript: str
+    transcript: str  # as in the page: clean_text() it before use
 
 
 def talk_from_entry(entry: Mapping) -> Talk:
@@ -77,7 +102,9 @@ def talk_from_entry(entry: Mapping) -> Talk:
     claimed = _claimed_slide_count(root)
     video_id = _video_id(description, entry)
     if slides:
-        lines = [line for line in (shorten(s.transcript) for s in slides) if line]
+        lines = list(
+            islice((line for s in slides if (line := shorten(s.transcript))), FIRST_LINES_MAX)
+        )
     else:
         lines = first_sentences(_plain_text(root))
     return Talk(
@@ -118,7 +145,7 @@ def safe_url(value: object) -> str | None:
         return None
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         return None
-    if any(ch.isspace() or ch in "<>\"'" for ch in value) or _CONTROL_CHARS.search(value):
+    if _NOT_IN_URL.search(value):
         return None
     return value
 
@@ -131,7 +158,8 @@ def clean_text(value: str) -> str:
 
 def shorten(text: str, limit: int = FIRST_LINE_CHARS) -> str:
     """Cut `text` to at most `limit` characters on a word boundary, ending with `…`."""
-    text = clean_text(text)
+    enough = _enough_text(limit).match(text)  # of a long text, clean only what the cut needs
+    text = clean_text(text[: enough.end()] if enough else text)
     if len(text) <= limit:
         return text
     cut = text[: limit - 1]
@@ -140,9 +168,16 @@ def shorten(text: str, limit: int = FIRST_LINE_CHARS) -> str:
     return cut.rstrip(" ,;:-") + "…"
 
 
+@lru_cache(maxsize=8)
+def _enough_text(limit: int) -> re.Pattern[str]:
+    """A prefix holding `limit` + 1 characters that clean_text() keeps (so is over `limit`)."""
+    return re.compile(rf"(?:[{_BLANK}]*+[^{_BLANK}]){{{limit + 1}}}")
+
+
 def first_sentences(text: str, count: int = FIRST_LINES_MAX) -> list[str]:
-    sentences = [s for s in _SENTENCE_END.split(clean_text(text)) if s]
-    return [shorten(s) for s in sentences[:count]]
+    """The first sentences of `text` as clean_text() would split them, found lazily: a 10 MB
+    description is not cleaned and split whole for three lines."""
+    return [shorten(match.group()) for match in islice(_SENTENCE.finditer(text), count)]
 
 
 def parse_timestamp(value: str) -> int:
@@ -185,12 +220,24 @@ def _description_html(entry: Mapping) -> str:
 
 
 def _html_root(markup: str) -> lxml.html.HtmlElement | None:
-    markup = markup.replace("\x00", "")
+    try:
+        return _fragment(markup.replace("\x00", ""))
+    except ValueError:  # a character XML does not allow: lxml refuses the whole string
+        pass
+    try:
+        return _fragment(_NOT_XML_CHARS.sub("", markup))
+    except ValueError:
+        return None
+
+
+def _fragment(markup: str) -> lxml.html.HtmlElement | None:
+    if _CROWDED_TAG.search(markup):
+        markup = _CROWDED_TAG.sub("&lt;", markup)
     if not markup.strip():
         return None
     try:
         return lxml.html.fragment_fromstring(markup, create_parent="div")
-    except (lxml.etree.ParserError, ValueError):
+    except lxml.etree.ParserError:
         return None
 
 
@@ -206,7 +253,7 @@ def _plain_text(root: lxml.html.HtmlElement | None) -> str:
 def _claimed_slide_count(root: lxml.html.HtmlElement | None) -> int | None:
     if root is None:
         return None
-    for element in root.iter("em", "p"):
+    for element in _outermost(root, "em", "p"):
         match = _SLIDES_CLAIMED.search(element.text_content())
         if match:
             return int(match.group(1))
@@ -216,7 +263,7 @@ def _claimed_slide_count(root: lxml.html.HtmlElement | None) -> int | None:
 def _slides(root: lxml.html.HtmlElement) -> list[Slide]:
     """Each `<h2>Slide K — m:ss</h2>` and the table after it: image and transcript."""
     slides = []
-    for heading in root.iter("h2"):
+    for heading in _outermost(root, "h2"):
         match = _SLIDE_HEADING.search(heading.text_content())
         if not match:
             continue
@@ -234,13 +281,42 @@ def _slides(root: lxml.html.HtmlElement) -> list[Slide]:
 def _slide_table(table: lxml.html.HtmlElement) -> tuple[str | None, str]:
     image = None
     texts = []
-    for cell in table.iter("td"):
+    for cell in _own_cells(table):
         img = next(cell.iter("img"), None)
         if img is not None:
             image = image or safe_url(img.get("src"))
         else:
             texts.append(cell.text_content())
-    return image, clean_text(" ".join(texts))
+    return image, " ".join(texts)  # cleaned by shorten(), for the few slides it is needed
+
+
+def _own_cells(table: lxml.html.HtmlElement) -> list[lxml.html.HtmlElement]:
+    """The cells of the table's own rows; with a table nested in it, only those holding none.
+
+    A td nested in another (`<td><div><td>…`) or in a nested table (read after its own
+    heading) is not the table's: reading it too would read one text once per level.
+    """
+    if next(islice(table.iter("table"), 1, None), None) is None:
+        return [cell for cell in table.iter("td") if _row_owner(cell) is table]
+    own = table.xpath("./tr/td | ./*/tr/td")
+    return [cell for cell in own if cell.find(".//table") is None]
+
+
+def _row_owner(cell: lxml.html.HtmlElement) -> lxml.html.HtmlElement | None:
+    row = cell.getparent()
+    owner = row.getparent() if row is not None and row.tag == "tr" else None
+    if owner is not None and owner.tag in ("tbody", "thead", "tfoot"):
+        owner = owner.getparent()
+    return owner
+
+
+def _outermost(root: lxml.html.HtmlElement, *tags: str) -> Iterator[lxml.html.HtmlElement]:
+    """The elements with one of `tags` not inside another one: nested 250 deep, reading each
+    one's text would read the innermost text 250 times. (The first em or p whose text matches
+    is the same either way: an inner element's text is part of the outer one's.)"""
+    for element in root.iter(*tags):
+        if next(element.iterancestors(*tags), None) is None:
+            yield element
 
 
 def _video_id(description: str, entry: Mapping) -> str | None:
