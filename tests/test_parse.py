@@ -164,3 +164,13 @@ def test_inspect_reports_a_dead_source_in_one_line(tmp_path):
     result = watcher_command("inspect", str(tmp_path / "missing.xml"), cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "no such file" in result.stderr
+
+
+def test_paragraphs_of_a_plain_description_do_not_run_together():
+    body = (
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>x</title><item>'
+        b"<title>t</title><guid>g</guid><description>&lt;p&gt;First one.&lt;/p&gt;"
+        b"&lt;p&gt;Second one&lt;/p&gt;&lt;p&gt;third.&lt;/p&gt;</description>"
+        b"</item></channel></rss>"
+    )
+    assert parse_feed(body).talks[0].first_lines == ["First one.", "Second one third."]

@@ -25,6 +25,27 @@ FIRST_LINES_MAX = 3
 FIRST_LINE_CHARS = 300
 
 MAX_TAG_ATTRIBUTES = 64
+_BLOCK_TAGS = (
+    "p",
+    "div",
+    "br",
+    "li",
+    "tr",
+    "td",
+    "th",
+    "blockquote",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "pre",
+    "table",
+    "ul",
+    "ol",
+    "hr",
+)
 
 # Bounded digit runs, a run matched from its start only, and a watch?-query that stops at
 # the next "/" or "?": feed text is untrusted, and each unbounded form took minutes on
@@ -247,6 +268,8 @@ def _plain_text(root: lxml.html.HtmlElement | None) -> str:
     for element in list(root.iter("script", "style")):
         if element.getparent() is not None:
             element.drop_tree()
+    for element in root.iter(*_BLOCK_TAGS):
+        element.tail = "\n" + (element.tail or "")  # paragraphs must not run together
     return root.text_content()
 
 
