@@ -17,6 +17,7 @@ run by lower_bound.py: the same fetches with httpx and GUIDs read with lxml.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -28,6 +29,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,6 +113,10 @@ def measure(command: list[str], logs: Path, cwd: Path, timeout: float) -> Measur
         timer.start()
         try:
             _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:  # Ctrl-C or SIGTERM: leave no child behind
+            process.kill()
+            process.wait()
+            raise
         finally:
             timer.cancel()
         wall = time.perf_counter() - start
@@ -141,6 +147,8 @@ class Bench:
     r2e: rss2email_side.Rss2Email | None = None
     smtp: servers.SmtpSink | None = None
     broken: str | None = None  # why the watcher's later phases are skipped
+    load_at_start: str = field(default_factory=lambda: _load_average())
+    revision_at_start: str = field(default_factory=lambda: _git_revision())
 
     @property
     def feeds(self) -> int:
@@ -181,22 +189,27 @@ def write_config(home: Path, feed_urls: dict[str, str], sink_url: str, concurren
     return path
 
 
-def start_server(args: argparse.Namespace, feeds_dir: Path, home: Path):
+def start_server(
+    args: argparse.Namespace, feeds_dir: Path, home: Path
+) -> servers.NginxFeeds | servers.PythonFeeds:
     if args.server == "python":
         return servers.PythonFeeds(feeds_dir, "chosen by --server python")
     if args.server == "nginx" and not shutil.which("nginx"):
         raise SystemExit("bench: --server nginx, but nginx is not on PATH")
-    return servers.start_feed_server(feeds_dir, home / "nginx", None)
+    return servers.start_feed_server(feeds_dir, home / "nginx")
 
 
-def set_up(args: argparse.Namespace, home: Path) -> tuple[Bench, list[int]]:
+def set_up(args: argparse.Namespace, home: Path, stack: ExitStack) -> tuple[Bench, list[int]]:
+    """Feeds, the feed server and the sink (stopped when `stack` closes), the config."""
     feeds_dir = home / "feeds"
     feeds_dir.mkdir()
     shape = feedgen.SMALL if args.scale else feedgen.REALISTIC
     writer = feedgen.FeedWriter(feeds_dir, shape, feedgen.seed_transcripts())
     sizes = generate(writer, args.feeds, args.talks)
     server = start_server(args, feeds_dir, home)
+    stack.callback(server.close)
     sink = servers.WebhookSink()
+    stack.callback(sink.close)
     feed_urls = {
         feedgen.feed_name(i): f"{server.base_url}/{feedgen.feed_name(i)}.xml"
         for i in range(1, args.feeds + 1)
@@ -210,13 +223,14 @@ def set_up(args: argparse.Namespace, home: Path) -> tuple[Bench, list[int]]:
     return bench, sizes
 
 
-def set_up_rss2email(bench: Bench) -> str | None:
+def set_up_rss2email(bench: Bench, stack: ExitStack) -> str | None:
     """Install and configure rss2email; None, with the reason printed, if it cannot be."""
     try:
         bench.smtp = servers.SmtpSink()
     except ImportError as exc:
         print(f"rss2email: skipped: no SMTP sink: {exc} (pip install aiosmtpd)")
         return None
+    stack.callback(bench.smtp.close)
     r2e = rss2email_side.Rss2Email(bench.home / "rss2email", bench.feed_urls, bench.smtp.port)
     print("rss2email: installing into a venv in the temp folder…", flush=True)
     try:
@@ -249,7 +263,10 @@ def watcher_command(bench: Bench, phase: str) -> list[str]:
     if bench.args.profile:
         spy = shutil.which("py-spy") or str(Path(bench.args.python).parent / "py-spy")
         out = bench.args.profile / f"{phase}.txt"
-        command = [spy, "record", "--format", "raw", "--nonblocking", "-o", str(out), "--"]
+        # --gil: sample the thread holding the GIL only. Without it, the parse threads
+        # waiting for the GIL are counted in whatever frame they wait in (often lxml).
+        command = [spy, "record", "--gil", "--format", "raw", "--nonblocking", "-o", str(out)]
+        command += ["--"]
         command += [bench.args.python, "-m", "watcher", "poll", "--config", str(bench.config)]
     return command
 
@@ -264,16 +281,28 @@ def lower_command(bench: Bench, phase: str) -> list[str]:
 
 
 def run_watcher(bench: Bench, phase: str) -> Measured | None:
+    """Run one phase of the watcher. Exit 1 (some feeds failed, the others were
+    polled and recorded) lets the next phases run; a crash or a time-out does not."""
     if bench.broken:
         return None
     logs = bench.home / "logs" / f"watcher-{phase}"
     result = measure(watcher_command(bench, phase), logs, bench.home, bench.args.phase_timeout)
     if not result.ok:
         why = "timed out" if result.timed_out else f"exited {result.returncode}"
-        bench.broken = f"the {phase} phase {why}"
-        tail = logs.with_suffix(".err").read_text(errors="replace").splitlines()[-10:]
-        print(f"watcher {phase}: {why}; last lines of its log:", *tail, sep="\n  ")
+        if result.timed_out or result.returncode != 1:
+            bench.broken = f"the {phase} phase {why}"
+        print(f"\nwatcher {phase}: {why}; from its log:", *log_excerpt(logs), sep="\n  ")
     return result
+
+
+def log_excerpt(logs: Path, most: int = 8) -> list[str]:
+    """The log's ERROR lines (the first few, and how many), else its last lines."""
+    lines = logs.with_suffix(".err").read_text(errors="replace").splitlines()
+    errors = [line for line in lines if " ERROR " in line or "Traceback" in line]
+    if not errors:
+        return lines[-most:]
+    more = [f"… {len(errors) - most} more ERROR lines"] if len(errors) > most else []
+    return errors[:most] + more + lines[-1:]
 
 
 def run_lower_bound(bench: Bench, phase: str) -> tuple[Measured, int]:
@@ -346,8 +375,12 @@ def machine_info(python: str) -> list[str]:
         f"machine: nproc {os.cpu_count()} (usable {len(os.sched_getaffinity(0))}), {cpu}, "
         f"memory {memory}, {platform.system()} {platform.release()}",
         f"python: {version} ({python})",
-        f"watcher: {_git_revision()}",
     ]
+
+
+def _load_average() -> str:
+    """The 1, 5 and 15 minute load averages: other work on the machine skews the numbers."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def _first_field(path: str, name: str) -> str | None:
@@ -362,7 +395,8 @@ def _first_field(path: str, name: str) -> str | None:
 
 
 def _git_revision() -> str:
-    """The commit, and whether watcher/ differs from it (read-only: no index refresh)."""
+    """The commit, whether watcher/ differs from it (read-only: no index refresh), and
+    a digest of the watcher's sources as they are now (others may be editing them)."""
     env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
 
     def git(*args: str) -> str:
@@ -372,8 +406,15 @@ def _git_revision() -> str:
         return result.stdout.strip()
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown commit"
-    dirty = git("status", "--porcelain", "--", "watcher")
-    return f"commit {commit}" + (" + uncommitted changes in watcher/" if dirty else "")
+    dirty = (
+        " + uncommitted changes in watcher/"
+        if git("status", "--porcelain", "--", "watcher")
+        else ""
+    )
+    digest = hashlib.sha256()
+    for path in sorted((REPO / "watcher").rglob("*.py")):
+        digest.update(path.relative_to(REPO).as_posix().encode() + b"\0" + path.read_bytes())
+    return f"commit {commit}{dirty}; sources sha256 {digest.hexdigest()[:12]}"
 
 
 def print_header(bench: Bench, sizes: list[int]) -> None:
@@ -383,6 +424,14 @@ def print_header(bench: Bench, sizes: list[int]) -> None:
     print()
     for line in machine_info(args.python):
         print(line)
+    print(f"load average (1/5/15 min): {bench.load_at_start} at the start, {_load_average()} now")
+    revision = _git_revision()
+    print(f"watcher: {revision}")
+    if revision != bench.revision_at_start:
+        print(
+            f"WARNING: the watcher changed during the run (it was {bench.revision_at_start}):"
+            " phases may have run different code"
+        )
     print(
         f"N={args.feeds} feeds × K={args.talks} talks ({mode}), mean feed {mean:.2f} MB, "
         f"total {sum(sizes) / 1e6:.0f} MB; concurrency {args.concurrency}"
@@ -477,9 +526,9 @@ def print_profiles(directory: Path, phases: tuple[str, ...]) -> None:
 
 
 def run(args: argparse.Namespace, home: Path) -> bool:
-    bench, sizes = set_up(args, home)
-    try:
-        r2e_version = set_up_rss2email(bench) if args.rss2email else None
+    with ExitStack() as stack:  # stops every server, also on an error or Ctrl-C
+        bench, sizes = set_up(args, home, stack)
+        r2e_version = set_up_rss2email(bench, stack) if args.rss2email else None
         if args.profile:
             args.profile.mkdir(parents=True, exist_ok=True)
         print_header(bench, sizes)
@@ -490,10 +539,6 @@ def run(args: argparse.Namespace, home: Path) -> bool:
                 for index in range(1, args.feeds + 1):
                     bench.writer.add_newer_talk(index, args.talks)
             results.append(run_phase(bench, phase))
-    finally:
-        for closable in (bench.server, bench.sink, bench.smtp):
-            if closable is not None:
-                closable.close()
     print()
     print_header(bench, sizes)
     if r2e_version:
@@ -507,6 +552,8 @@ def run(args: argparse.Namespace, home: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the servers (nginx is a child) are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     home = Path(tempfile.mkdtemp(prefix="bench-poll-"))
     try:
         passed = run(args, home)

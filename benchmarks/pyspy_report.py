@@ -1,9 +1,10 @@
 """Summarise a py-spy `--format raw` profile (collapsed stacks) as text.
 
 Each line of the file is `frame;frame;...;frame COUNT`, outermost frame first,
-a frame being `function (path/file.py:line)`. Samples are of threads that were
-running (py-spy leaves out idle ones), so a share is a share of busy time over
-all threads. Prints where the samples' innermost frame was (self), which
+a frame being `function (path/file.py:line)`. bench_poll.py records with `--gil`,
+so each sample is of the thread holding the GIL, and a share is a share of the
+time Python code ran (C code that released the GIL, such as parts of lxml, is not
+in it). Prints where the samples' innermost frame was (self), which
 functions were on the stack (inclusive), and self time per package.
 """
 
@@ -52,7 +53,7 @@ def report(path: Path, top: int = 12) -> str:
     own, inclusive, packages, total = tallies(load(path))
     if not total:
         return f"{path}: no samples\n"
-    lines = [f"{path.name}: {total} samples of busy threads"]
+    lines = [f"{path.name}: {total} samples"]
     sections = (
         ("self time by package", packages),
         ("self time by function", own),

@@ -222,8 +222,8 @@ class PythonFeeds:
         self.server.server_close()
 
 
-def start_feed_server(root: Path, home: Path, nginx: str | None) -> NginxFeeds | PythonFeeds:
-    binary = nginx or shutil.which("nginx")
+def start_feed_server(root: Path, home: Path) -> NginxFeeds | PythonFeeds:
+    binary = shutil.which("nginx")
     if binary:
         return NginxFeeds(binary, root, home)
     return PythonFeeds(root, "nginx is not on PATH")
