@@ -65,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.feeds = args.feeds or (2000 if args.scale else 200)
     args.python = args.python or _default_python()
+    args.py_spy = shutil.which("py-spy") or str(Path(args.python).parent / "py-spy")
+    if args.profile and not Path(args.py_spy).exists():
+        parser.error("--profile needs py-spy: .venv/bin/pip install py-spy")
     return args
 
 
@@ -149,6 +152,7 @@ class Bench:
     broken: str | None = None  # why the watcher's later phases are skipped
     load_at_start: str = field(default_factory=lambda: _load_average())
     revision_at_start: str = field(default_factory=lambda: _git_revision())
+    sources_at_start: str = field(default_factory=lambda: _source_digest())
 
     @property
     def feeds(self) -> int:
@@ -260,15 +264,13 @@ class PhaseResult:
 
 def watcher_command(bench: Bench, phase: str) -> list[str]:
     command = [bench.args.python, "-m", "watcher", "poll", "--config", str(bench.config)]
-    if bench.args.profile:
-        spy = shutil.which("py-spy") or str(Path(bench.args.python).parent / "py-spy")
-        out = bench.args.profile / f"{phase}.txt"
-        # --gil: sample the thread holding the GIL only. Without it, the parse threads
-        # waiting for the GIL are counted in whatever frame they wait in (often lxml).
-        command = [spy, "record", "--gil", "--format", "raw", "--nonblocking", "-o", str(out)]
-        command += ["--"]
-        command += [bench.args.python, "-m", "watcher", "poll", "--config", str(bench.config)]
-    return command
+    if not bench.args.profile:
+        return command
+    out = bench.args.profile / f"{phase}.txt"
+    # --gil: sample the thread holding the GIL only. Without it, the parse threads
+    # waiting for the GIL are counted in whatever frame they wait in (often lxml).
+    spy = [bench.args.py_spy, "record", "--gil", "--format", "raw", "--nonblocking"]
+    return [*spy, "-o", str(out), "--", *command]
 
 
 def lower_command(bench: Bench, phase: str) -> list[str]:
@@ -395,8 +397,7 @@ def _first_field(path: str, name: str) -> str | None:
 
 
 def _git_revision() -> str:
-    """The commit, whether watcher/ differs from it (read-only: no index refresh), and
-    a digest of the watcher's sources as they are now (others may be editing them)."""
+    """The commit and whether watcher/ differs from it (read-only: no index refresh)."""
     env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
 
     def git(*args: str) -> str:
@@ -406,15 +407,16 @@ def _git_revision() -> str:
         return result.stdout.strip()
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown commit"
-    dirty = (
-        " + uncommitted changes in watcher/"
-        if git("status", "--porcelain", "--", "watcher")
-        else ""
-    )
+    dirty = git("status", "--porcelain", "--", "watcher")
+    return f"commit {commit}" + (" + uncommitted changes in watcher/" if dirty else "")
+
+
+def _source_digest() -> str:
+    """A digest of the watcher's sources as they are now: others may be editing them."""
     digest = hashlib.sha256()
     for path in sorted((REPO / "watcher").rglob("*.py")):
         digest.update(path.relative_to(REPO).as_posix().encode() + b"\0" + path.read_bytes())
-    return f"commit {commit}{dirty}; sources sha256 {digest.hexdigest()[:12]}"
+    return digest.hexdigest()[:12]
 
 
 def print_header(bench: Bench, sizes: list[int]) -> None:
@@ -425,12 +427,12 @@ def print_header(bench: Bench, sizes: list[int]) -> None:
     for line in machine_info(args.python):
         print(line)
     print(f"load average (1/5/15 min): {bench.load_at_start} at the start, {_load_average()} now")
-    revision = _git_revision()
-    print(f"watcher: {revision}")
-    if revision != bench.revision_at_start:
+    sources = _source_digest()
+    print(f"watcher: {_git_revision()}; sources sha256 {sources}")
+    if sources != bench.sources_at_start:
         print(
-            f"WARNING: the watcher changed during the run (it was {bench.revision_at_start}):"
-            " phases may have run different code"
+            f"WARNING: watcher/ changed during the run (at the start: {bench.revision_at_start};"
+            f" sources sha256 {bench.sources_at_start}): phases may have run different code"
         )
     print(
         f"N={args.feeds} feeds × K={args.talks} talks ({mode}), mean feed {mean:.2f} MB, "

@@ -77,7 +77,8 @@ class AtomicJSONStorage(Storage):
         fd, temp = tempfile.mkstemp(prefix=temp_prefix(self.path), dir=directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, ensure_ascii=False, separators=(",", ":"))
+                # dumps, not dump: dump streams through the pure-Python encoder, 3x slower
+                handle.write(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
                 handle.flush()
                 os.fsync(handle.fileno())
             _keep_previous(self.path)
