@@ -1,4 +1,4 @@
-"""The wiring: one poll of a feed is fetch → parse → record, then drain its destinations."""
+"""The wiring: polls (fetch → parse → record) wake the delivery loops of their destinations."""
 
 from __future__ import annotations
 
