@@ -284,3 +284,29 @@ def test_items_sharing_one_link_are_still_told_apart(tmp_path, httpserver, webho
     bodies.pop(0)
     poll(tmp_path)
     assert [p["talk"]["guid"] for p in webhook.received] == ["ep-3"]
+
+
+def test_a_rewritten_guid_is_recognised_by_its_link_alone(tmp_path, httpserver, webhook):
+    def feed(guid_prefix: str) -> bytes:
+        items = "".join(
+            f"<item><title>Post {n}</title><guid>{guid_prefix}{n}</guid>"
+            f"<link>https://blog.example/posts/{n}/</link></item>"
+            for n in (2, 1)
+        )
+        return (
+            f'<?xml version="1.0"?><rss version="2.0"><channel><title>B</title>'
+            f"{items}</channel></rss>"
+        ).encode()
+
+    bodies = [feed("tag:old,"), feed("tag:new,")]
+    httpserver.expect_request("/b.xml").respond_with_handler(
+        lambda request: Response(bodies[0], content_type="application/rss+xml")
+    )
+    write_config(
+        tmp_path, one_feed(httpserver.url_for("/b.xml"), webhook_table("hook", webhook.url))
+    )
+    poll(tmp_path)
+    bodies.pop(0)
+    result = poll(tmp_path)
+    assert webhook.received == []
+    assert "matches a seen talk by link" in result.stderr

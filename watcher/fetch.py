@@ -8,6 +8,7 @@ the response body.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import itertools
 import logging
@@ -64,8 +65,9 @@ class Fetched:
     not_modified: bool = False
     permanent_redirect: str | None = None
 
-    @property
+    @functools.cached_property
     def sha256(self) -> str:
+        """Computed once: a poll compares it and stores it, and a body can be 20 MB."""
         return hashlib.sha256(self.body).hexdigest()
 
 
