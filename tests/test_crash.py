@@ -3,12 +3,12 @@ no talk is ever missing, and a talk is repeated only if it was in flight at a ki
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections import Counter
 
 from tests.conftest import Recorder, add_talk, write_config
+from watcher.store import read_snapshot
 
 ROUNDS = 15
 
@@ -89,8 +89,7 @@ url = "{steady.url}"
         assert repeats <= kills, f"{repeats} repeats for {kills} kills"
         by_id = Counter(payload["id"] for payload in recorder.received)
         assert all(count <= 1 + kills for count in by_id.values())
-    state = json.loads((tmp_path / "state" / "watcher.json").read_text())
-    assert state["outbox"] == {}
+    assert read_snapshot(tmp_path / "state" / "watcher.json").outbox == []
 
 
 def _ids(recorder: Recorder) -> set[str]:

@@ -205,11 +205,19 @@ def test_state_file_keeps_its_previous_version_to_recover_from(tmp_path, feed_ho
     poll(tmp_path)
     poll(tmp_path)
     state, backup = tmp_path / "state.json", tmp_path / "state.json.bak"
-    assert json.loads(backup.read_text())["feeds"]
+    assert json.loads(backup.read_text())["activity"]
     state.write_text(state.read_text()[:50])
     broken = watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path)
     assert broken.returncode == 2 and "state.json.bak" in broken.stderr
     state.write_bytes(backup.read_bytes())
+    [feed_file] = (tmp_path / "state.feeds").glob("*.json")
+    written_once = feed_file.read_bytes()  # the first poll's; the second changed nothing
+    feed_file.write_text("")
+    broken = watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path)
+    assert broken.returncode == 2
+    assert f"{feed_file.name}: the state file is empty" in broken.stderr
+    assert "No previous version is kept" in broken.stderr
+    feed_file.write_bytes(written_once)
     (tmp_path / ".state.json.tmp-left-by-a-kill").write_text("{")
     poll(tmp_path)
     assert webhook.received == []

@@ -21,6 +21,7 @@ from watcher.store import Store
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 10.0
+ACTIVITY_FLUSH_SECONDS = 60.0  # how stale `watcher status` may show a last poll
 
 
 def jitter(interval: float) -> float:
@@ -68,6 +69,14 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> int:
                     coalesce=True,
                     misfire_grace_time=max(1, int(feed.interval)),
                 )
+            scheduler.add_job(
+                tracked(_flusher(store)),
+                IntervalTrigger(seconds=ACTIVITY_FLUSH_SECONDS),
+                id="flush",
+                name="write when each feed was polled",
+                max_instances=1,
+                coalesce=True,
+            )
             deliveries = asyncio.create_task(watcher.deliverer.run_forever())
             scheduler.start()
             log.info("watching %d feeds; state in %s", len(config.feeds), config.state)
@@ -87,6 +96,13 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> int:
         store.close()
     log.info("stopped")
     return 0
+
+
+def _flusher(store: Store):
+    async def flush() -> None:  # async: APScheduler would run a plain function in a thread
+        store.flush()
+
+    return flush
 
 
 def _log_missed(event: JobEvent) -> None:

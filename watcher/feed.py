@@ -59,10 +59,12 @@ class ParsedFeed:
     title: str | None = None
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    entry_numbers: list[int] = field(default_factory=list)  # each talk's index in the entries
+    entry_count: int = 0
 
 
-class _Refused(Exception):
-    pass
+class Refused(Exception):
+    """The document is not read at all: the message says why."""
 
 
 def parse_feed(data: bytes) -> ParsedFeed:
@@ -72,28 +74,47 @@ def parse_feed(data: bytes) -> ParsedFeed:
     would treat one that looks like a path or URL as a location to open.
     """
     try:
-        document, warnings = _prepared(data)
-        parsed, more = _feedparser(document)
-    except _Refused as exc:
-        return ParsedFeed([], error=f"not a feed: refused: {exc}")
+        document, warnings = prepared(data)
+    except Refused as exc:
+        return ParsedFeed([], error=refused_error(exc))
     except Exception as exc:  # feedparser's own bugs must not take the daemon down
-        return ParsedFeed([], error=f"unparseable: {type(exc).__name__}: {_describe(exc)}")
-    warnings += more
+        return ParsedFeed([], error=unparseable_error(exc))
+    return parse_prepared(data, document, warnings)
+
+
+def parse_prepared(data: bytes, document: bytes, warnings: list[str]) -> ParsedFeed:
+    """`parse_feed` of a document `prepared()` has made safe (`data` is as fetched)."""
+    try:
+        parsed, more = run_feedparser(document)
+    except Exception as exc:
+        return ParsedFeed([], error=unparseable_error(exc))
+    warnings = warnings + more
     if parsed.get("bozo"):
         warnings.append(f"malformed feed: {_describe(parsed.get('bozo_exception'))}")
     if not parsed.get("version") and not parsed.entries:
         return ParsedFeed([], error=_not_a_feed(data, parsed))
-    talks, skipped = _talks(parsed.entries)
+    numbered, skipped = numbered_talks(parsed.entries)
     feed_title = parsed.get("feed", {}).get("title")
     return ParsedFeed(
-        talks,
+        [talk for _, talk in numbered],
         title=clean_text(feed_title) if isinstance(feed_title, str) else None,
         warnings=warnings + skipped,
+        entry_numbers=[number for number, _ in numbered],
+        entry_count=len(parsed.entries),
     )
 
 
-def _talks(entries: list) -> tuple[list[Talk], list[str]]:
-    talks: list[Talk] = []
+def refused_error(exc: Exception) -> str:
+    return f"not a feed: refused: {exc}"
+
+
+def unparseable_error(exc: Exception) -> str:
+    return f"unparseable: {type(exc).__name__}: {_describe(exc)}"
+
+
+def numbered_talks(entries: list) -> tuple[list[tuple[int, Talk]], list[str]]:
+    """The talks of feedparser's entries, each with its entry's index; one per GUID."""
+    talks: list[tuple[int, Talk]] = []
     warnings: list[str] = []
     seen_guids: set[str] = set()
     for index, entry in enumerate(entries):
@@ -104,16 +125,16 @@ def _talks(entries: list) -> tuple[list[Talk], list[str]]:
             continue
         if talk.guid not in seen_guids:
             seen_guids.add(talk.guid)
-            talks.append(talk)
+            talks.append((index, talk))
     return talks, warnings
 
 
-def _prepared(data: bytes) -> tuple[bytes, list[str]]:
+def prepared(data: bytes) -> tuple[bytes, list[str]]:
     """The document as feedparser's parsers will see it (UTF-8), made safe to give them."""
     document, warnings = _utf8(data)
     document = _BIG_CHAR_REF.sub(_char_ref, document)
     if b"<!ENTITY" in document and _declares_entities(document):
-        raise _Refused("it declares XML entities, which can read files or URLs or expand to GBs")
+        raise Refused("it declares XML entities, which can read files or URLs or expand to GBs")
     return document, warnings
 
 
@@ -201,7 +222,7 @@ def _root_reached(*_: object) -> None:
     raise _RootReached
 
 
-def _feedparser(document: bytes) -> tuple[feedparser.FeedParserDict, list[str]]:
+def run_feedparser(document: bytes) -> tuple[feedparser.FeedParserDict, list[str]]:
     try:
         return feedparser.parse(io.BytesIO(document), sanitize_html=False), []
     except Exception as exc:  # its HTML post-processing chokes on e.g. a 5,000-digit &#...;

@@ -15,9 +15,9 @@ import httpx
 
 from watcher.clock import iso
 from watcher.config import Config, FeedConfig
-from watcher.feed import parse_feed
 from watcher.fetch import FetchError, fetch
 from watcher.schema import redact_feed_url
+from watcher.skim import read_feed
 from watcher.store import Store
 from watcher.talk import Talk
 
@@ -140,13 +140,29 @@ async def poll_feed(
         )
         log.debug("feed %s: unchanged", feed.name)
         return PollResult(feed.name, ok=True)
-    parsed = await asyncio.to_thread(parse_feed, fetched.body)
-    if parsed.error:
-        return _failed(store, feed, config, state, now, FetchError(parsed.error))
-    for warning in parsed.warnings:
+    read = await asyncio.to_thread(read_feed, fetched.body)
+    if read.error:
+        return _failed(store, feed, config, state, now, FetchError(read.error))
+    changes = diff(read.identities, store.seen_keys(feed.name), feed.dedup)
+    baseline = not state.get("baselined")
+    announce = [talk.guid for talk, _ in changes.new]
+    if baseline:
+        announce = (
+            announce[max(0, len(announce) - feed.notify_existing) :] if feed.notify_existing else []
+        )
+    talks = await asyncio.to_thread(read.talks, announce) if announce else []
+    for warning in read.warnings:
         log.warning("feed %s: %s", feed.name, warning)
-    announce = _record(store, feed, config, state, parsed.talks, now, success, fetched)
-    return PollResult(feed.name, ok=True, announced=announce)
+    by_guid = {talk.guid: talk for talk in talks}
+    unread = [guid for guid in announce if guid not in by_guid]
+    if unread:  # not marked seen either: the next poll tries again
+        log.error("feed %s: %d new talks could not be read in full", feed.name, len(unread))
+        changes = Diff(
+            [(t, keys) for t, keys in changes.new if t.guid not in unread], changes.present
+        )
+    announced = [by_guid[guid] for guid in announce if guid in by_guid]
+    _record(store, feed, config, changes, announced, baseline, now, success, fetched)
+    return PollResult(feed.name, ok=True, announced=len(announced))
 
 
 @dataclass(frozen=True)
@@ -183,20 +199,14 @@ def diff(talks: list[Talk], seen: set[str], dedup: Iterable[str]) -> Diff:
     return Diff([(talk, new[talk.guid]) for talk in ordered], present)
 
 
-def _record(store, feed, config, state, talks, now, success, fetched) -> int:
+def _record(store, feed, config, changes, announced, baseline, now, success, fetched) -> None:
+    """One write: the new talks marked seen, their deliveries queued, the feed's state."""
     stamp = iso(now)
-    changes = diff(talks, store.seen_keys(feed.name), feed.dedup)
-    baseline = not state.get("baselined")
-    announce = [talk for talk, _ in changes.new]
-    if baseline:
-        announce = announce[max(0, len(announce) - feed.notify_existing) :]
-        announce = announce if feed.notify_existing else []
     prune_before = iso(now - timedelta(seconds=config.retention))
     with store.batch():
-        for talk, keys in changes.new:
-            store.mark_seen(feed.name, talk.guid, keys, stamp)
+        store.mark_seen(feed.name, [(talk.guid, keys) for talk, keys in changes.new], stamp)
         forgotten = store.refresh_presence(feed.name, changes.present, stamp, prune_before)
-        for talk in announce:
+        for talk in announced:
             for destination in feed.notify:
                 store.enqueue(
                     {
@@ -227,11 +237,10 @@ def _record(store, feed, config, state, talks, now, success, fetched) -> int:
             "feed %s: first poll, %d talks recorded as seen, %d announced",
             feed.name,
             len(changes.new),
-            len(announce),
+            len(announced),
         )
-    elif announce:
-        log.info("feed %s: %d new talks", feed.name, len(announce))
-    return len(announce)
+    elif announced:
+        log.info("feed %s: %d new talks", feed.name, len(announced))
 
 
 def _failed(store, feed, config, state, now, exc: FetchError) -> PollResult:

@@ -1,26 +1,25 @@
-"""`watcher status`: what the state file says, per feed and per destination.
+"""`watcher status`: what the state says, per feed and per destination.
 
-It only reads the file (written atomically by the daemon), so it works while
-the daemon runs and never takes the daemon's lock.
+It only reads the files (written atomically by the daemon), so it works while
+the daemon runs and never takes the daemon's lock. When each feed was last
+polled is written by the daemon once a minute.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
 from watcher.clock import iso
 from watcher.config import Config
-from watcher.store import AtomicJSONStorage
+from watcher.store import read_snapshot
 
 
 def collect_status(config: Config, now: datetime) -> dict[str, Any]:
-    data = AtomicJSONStorage(str(config.state)).read() or {}
-    feed_rows = {row.get("name"): row for row in data.get("feeds", {}).values()}
-    seen = Counter(row.get("feed") for row in data.get("seen", {}).values())
-    outbox = list(data.get("outbox", {}).values())
-    dest_rows = {row.get("name"): row for row in data.get("destinations", {}).values()}
+    snapshot = read_snapshot(config.state)
+    feed_rows = snapshot.feeds
+    outbox = snapshot.outbox
+    dest_rows = snapshot.destinations
     feeds = []
     for feed in config.feeds:
         row = feed_rows.get(feed.name, {})
@@ -33,7 +32,7 @@ def collect_status(config: Config, now: datetime) -> dict[str, Any]:
                 "last_success": row.get("last_success"),
                 "last_error": row.get("last_error"),
                 "consecutive_failures": row.get("failures", 0),
-                "talks_seen": seen.get(feed.name, 0),
+                "talks_seen": row.get("talks_seen", 0),
             }
         )
     destinations = []

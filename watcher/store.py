@@ -1,9 +1,16 @@
-"""The state file: feed state, seen talks and the delivery outbox, in one TinyDB file.
+"""The state: one small TinyDB file per feed, and one for the whole watcher.
 
-Every write is atomic (temporary file, fsync, rename), so killing the process
-at any moment leaves a file that loads. `batch()` groups the changes of one
-poll into a single write: a talk is marked seen in the same write that queues
-its deliveries. The store knows nothing of HTTP, feeds or Slack.
+A feed's file (`<state>.feeds/<feed>-<hash>.json`) holds that feed's state, the
+talks it has seen and its queued deliveries, so recording a poll rewrites only
+that feed's file, and a talk is marked seen in the same write that queues its
+deliveries. The main file (`<state>`) holds the schema version, the state of
+each destination and when each feed was last polled; a poll that finds nothing
+new changes no feed file, and those times are written in one go (`flush()`).
+
+Every write is atomic (temporary file, fsync, rename), so killing the process at
+any moment leaves files that load. `batch()` makes a group of changes land
+together, or, if it raises, not at all. The store knows nothing of HTTP, feeds
+or Slack.
 """
 
 from __future__ import annotations
@@ -11,11 +18,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import glob
+import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +33,42 @@ from tinydb import Query, TinyDB
 from tinydb.middlewares import Middleware
 from tinydb.storages import Storage
 
-SCHEMA_VERSION = 1
-REQUIRED_FIELDS = {
+SCHEMA_VERSION = 2
+MAIN_FIELDS = {
+    "meta": ("schema_version",),
+    "destinations": ("name",),
+    "activity": ("name",),
+}
+FEED_FIELDS = {
+    "feed": ("name",),
+    "seen": ("guid", "keys"),
+    "outbox": ("id", "seq", "feed", "destination", "talk", "created", "attempts"),
+}
+V1_FIELDS = {
     "meta": ("schema_version", "next_seq"),
     "feeds": ("name",),
     "seen": ("feed", "guid", "keys"),
-    "outbox": ("id", "seq", "feed", "destination", "talk", "created", "attempts"),
+    "outbox": FEED_FIELDS["outbox"],
     "destinations": ("name",),
 }
+# Written each poll, needed by nobody to decide anything: kept in the main file, written
+# with flush() rather than by every poll.
+ACTIVITY_FIELDS = ("last_poll", "last_success")
 
 
 def temp_prefix(path: Path) -> str:
     """Temporary files of one state file: another state file in the folder has its own."""
     return f".{path.name}.tmp-"
+
+
+def feeds_folder(path: Path) -> Path:
+    return path.with_name(f"{path.stem}.feeds")
+
+
+def feed_file_name(feed: str) -> str:
+    """A file name for any feed name: readable, and unique by a hash of the name."""
+    readable = re.sub(r"[^A-Za-z0-9_-]+", "-", feed).strip("-")[:48] or "feed"
+    return f"{readable}-{hashlib.sha256(feed.encode()).hexdigest()[:10]}.json"
 
 
 class StoreError(Exception):
@@ -49,8 +82,9 @@ class AtomicJSONStorage(Storage):
     silently an empty store (that would lose the outbox and re-baseline feeds).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, required: dict[str, tuple[str, ...]] | None = None) -> None:
         self.path = Path(path)
+        self.required = required
 
     def read(self) -> dict[str, Any] | None:
         try:
@@ -63,13 +97,18 @@ class AtomicJSONStorage(Storage):
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             problem = "empty" if not text.strip() else "not valid JSON"
+            backup = backup_path(self.path)
+            recover = (
+                f"The previous version is kept as {backup}: copy it over the state file to"
+                " recover, or move both away to start afresh."
+                if backup.exists()
+                else "No previous version is kept: move it away to start afresh."
+            )
             raise StoreError(
-                f"{self.path}: the state file is {problem}"
-                f" ({exc.msg} at line {exc.lineno}); refusing to start, which would re-announce"
-                f" or lose talks. The previous version is kept as {backup_path(self.path)}:"
-                f" copy it over the state file to recover, or move both away to start afresh."
+                f"{self.path}: the state file is {problem} ({exc.msg} at line {exc.lineno});"
+                f" refusing to start, which would re-announce or lose talks. {recover}"
             ) from None
-        check_shape(data, self.path)
+        check_shape(data, self.path, self.required)
         return data
 
     def write(self, data: dict[str, Any]) -> None:
@@ -97,7 +136,7 @@ class AtomicJSONStorage(Storage):
         pass
 
 
-def check_shape(data: Any, path: Path) -> None:
+def check_shape(data: Any, path: Path, required: dict[str, tuple[str, ...]] | None) -> None:
     """Refuse a state file that is JSON but not ours (edited by hand, or damaged)."""
     where = f"{path}: the state file is damaged or not a watcher state file"
     if not isinstance(data, dict):
@@ -106,7 +145,7 @@ def check_shape(data: Any, path: Path) -> None:
         if not isinstance(table, dict) or not all(isinstance(r, dict) for r in table.values()):
             raise StoreError(f"{where} (its {name!r} table is not a table of records)")
         for row in table.values():
-            missing = [f for f in REQUIRED_FIELDS.get(name, ()) if f not in row]
+            missing = [f for f in (required or {}).get(name, ()) if f not in row]
             if missing:
                 raise StoreError(f"{where} (a record of {name!r} has no {missing[0]!r})")
 
@@ -116,7 +155,7 @@ def backup_path(path: Path) -> Path:
 
 
 def _keep_previous(path: Path) -> None:
-    """Keep the version about to be replaced as `<state>.bak`: a hard link, no copy."""
+    """Keep the version about to be replaced as `<file>.bak`: a hard link, no copy."""
     staged = path.with_name(f"{temp_prefix(path)}bak-{os.getpid()}")
     try:
         os.link(path, staged)
@@ -127,13 +166,17 @@ def _keep_previous(path: Path) -> None:
     os.replace(staged, backup_path(path))
 
 
+class _Batch:
+    depth = 0
+
+
 class BatchingMiddleware(Middleware):
     """Keeps the data in memory; writes through at once, or once at the end of a batch."""
 
-    def __init__(self, storage_cls: type[Storage] = AtomicJSONStorage) -> None:
+    def __init__(self, batch: _Batch, storage_cls: type[Storage] = AtomicJSONStorage) -> None:
         super().__init__(storage_cls)
+        self.batch = batch
         self.cache: dict[str, Any] | None = None
-        self.depth = 0
         self.dirty = False
 
     def read(self) -> dict[str, Any] | None:
@@ -144,7 +187,7 @@ class BatchingMiddleware(Middleware):
     def write(self, data: dict[str, Any]) -> None:
         self.cache = data
         self.dirty = True
-        if self.depth == 0:
+        if self.batch.depth == 0:
             self.flush()
 
     def discard(self) -> None:
@@ -162,10 +205,36 @@ class BatchingMiddleware(Middleware):
         self.storage.close()
 
 
+class _File:
+    """One TinyDB file and its tables."""
+
+    def __init__(self, path: Path, batch: _Batch, required: dict[str, tuple[str, ...]]) -> None:
+        self.path = path
+        self.middleware = BatchingMiddleware(batch, AtomicJSONStorage)
+        self.db = TinyDB(str(path), storage=self.middleware, required=required)
+        # cache_size=0: a query cache per table per feed is memory that grows with the feeds
+        self.tables = {name: self.db.table(name, cache_size=0) for name in required}
+
+    def __getitem__(self, table: str):
+        return self.tables[table]
+
+    def discard(self) -> None:
+        self.middleware.discard()
+        for table in self.tables.values():
+            table.clear_cache()
+
+    def close(self) -> None:
+        self.db.close()
+
+
 def sweep_temporary_files(path: Path) -> int:
-    """Remove the temporary files a killed writer of this state file left; return how many."""
+    """Remove the temporary files a killed writer of this state left; return how many."""
     removed = 0
-    for leftover in path.parent.glob(f"{glob.escape(temp_prefix(path))}*"):
+    leftovers = list(path.parent.glob(f"{glob.escape(temp_prefix(path))}*"))
+    folder = feeds_folder(path)
+    if folder.is_dir():
+        leftovers += folder.glob(".*.tmp-*")
+    for leftover in leftovers:
         with contextlib.suppress(OSError):
             leftover.unlink()
             removed += 1
@@ -175,90 +244,142 @@ def sweep_temporary_files(path: Path) -> int:
 class Store:
     def __init__(self, path: Path, *, lock: bool = True) -> None:
         self.path = path
+        self.folder = feeds_folder(path)
         self._lock_handle = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"{path.parent}: cannot create the state folder: {exc}") from None
+            raise StoreError(f"{self.folder}: cannot create the state folder: {exc}") from None
         if lock:
             self._lock_handle = _acquire_lock(path)
             sweep_temporary_files(path)
-        self._middleware = BatchingMiddleware(AtomicJSONStorage)
-        self.db = TinyDB(str(path), storage=self._middleware)
+        _migrate_v1(path, self.folder)
+        self._batch = _Batch()
+        self._touched: list[_File] = []
+        self.main = _File(path, self._batch, MAIN_FIELDS)
         self._check_schema()
-        self.feeds = self.db.table("feeds")
-        self.seen = self.db.table("seen")
-        self.outbox = self.db.table("outbox")
-        self.destinations = self.db.table("destinations")
+        self._activity = {row["name"]: dict(row) for row in self.main["activity"].all()}
+        self._activity_dirty = False
+        self._feeds: dict[str, _File] = {}
+        for feed_path in sorted(self.folder.glob("*.json")):
+            file = _File(feed_path, self._batch, FEED_FIELDS)
+            row = file["feed"].get(doc_id=1)
+            if row is None:
+                raise StoreError(f"{feed_path}: the state file is damaged (it names no feed)")
+            self._feeds[row["name"]] = file
+        self._outbox: dict[str, dict[str, Any]] = {}
+        self._index_outbox()
 
     def _check_schema(self) -> None:
-        meta = self.db.table("meta")
+        meta = self.main["meta"]
         row = meta.get(doc_id=1)
         if row is None:
-            if len(self.db.tables()) > 0:
+            if len(self.main.db.tables()) > 0:
                 raise StoreError(f"{self.path}: not a watcher state file (no schema version)")
-            meta.insert({"schema_version": SCHEMA_VERSION, "next_seq": 1})
+            meta.insert({"schema_version": SCHEMA_VERSION})
         elif row.get("schema_version") != SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path}: state schema version {row.get('schema_version')} is not"
                 f" supported by this watcher (expects {SCHEMA_VERSION})"
             )
 
+    def _index_outbox(self) -> None:
+        """Every queued delivery in memory, for the delivery loops: no file is read for them."""
+        self._outbox = {
+            row["id"]: dict(row) for file in self._feeds.values() for row in file["outbox"].all()
+        }
+        self._next_seq = max((row["seq"] for row in self._outbox.values()), default=0) + 1
+
     def close(self) -> None:
-        self.db.close()
+        self.flush()
+        for file in (*self._feeds.values(), self.main):
+            file.close()
         if self._lock_handle is not None:
             self._lock_handle.close()
             self._lock_handle = None
 
+    def flush(self) -> None:
+        """Write when each feed was last polled (kept in memory between flushes)."""
+        if not self._activity_dirty:
+            return
+        with self.batch():
+            table = self.main["activity"]
+            table.truncate()
+            table.insert_multiple(self._activity.values())
+        self._activity_dirty = False
+
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
-        """Everything changed inside lands in one atomic write, or, if it raises, none."""
-        middleware = self._middleware
-        middleware.depth += 1
+        """Everything changed inside lands when it ends (one write per file changed), or,
+        if it raises, nothing does."""
+        self._batch.depth += 1
         try:
             yield
         except BaseException:
-            if middleware.depth == 1:
-                middleware.discard()
-                for table in (self.feeds, self.seen, self.outbox, self.destinations):
-                    table.clear_cache()
+            if self._batch.depth == 1:
+                for file in (*self._feeds.values(), self.main):
+                    if file.middleware.dirty:
+                        file.discard()
+                for feed, file in list(self._feeds.items()):
+                    if not file.path.exists():  # created in this batch: never written
+                        del self._feeds[feed]
+                self._index_outbox()
             raise
         finally:
-            middleware.depth -= 1
-        if middleware.depth == 0:
-            middleware.flush()
+            self._batch.depth -= 1
+        if self._batch.depth == 0:
+            for file in (*self._feeds.values(), self.main):
+                file.middleware.flush()
+
+    def _feed(self, feed: str) -> _File:
+        file = self._feeds.get(feed)
+        if file is None:
+            file = _File(self.folder / feed_file_name(feed), self._batch, FEED_FIELDS)
+            with self.batch():
+                file["feed"].insert({"name": feed})
+            self._feeds[feed] = file
+        return file
 
     # feed state
 
     def feed_state(self, feed: str) -> dict[str, Any]:
-        row = self.feeds.get(Query().name == feed)
-        return dict(row) if row else {}
+        file = self._feeds.get(feed)
+        row = file["feed"].get(doc_id=1) if file else None
+        return {**(row or {}), **self._activity.get(feed, {})}
 
     def update_feed_state(self, feed: str, **fields: Any) -> None:
-        self.feeds.upsert({"name": feed, **fields}, Query().name == feed)
+        """Change a feed's state; its file is written only when more than when it was last
+        polled changes."""
+        activity = {key: fields.pop(key) for key in ACTIVITY_FIELDS if key in fields}
+        if activity:
+            self._activity.setdefault(feed, {"name": feed}).update(activity)
+            self._activity_dirty = True
+        table = self._feed(feed)["feed"]
+        current = table.get(doc_id=1) or {}
+        if any(current.get(key) != value for key, value in fields.items()):
+            table.update(fields, doc_ids=[1])
 
     # seen talks
 
     def seen_keys(self, feed: str) -> set[str]:
         keys: set[str] = set()
-        for row in self.seen.search(Query().feed == feed):
+        file = self._feeds.get(feed)
+        for row in file["seen"].all() if file else ():
             keys.update(row["keys"])
         return keys
 
     def seen_count(self, feed: str) -> int:
-        return self.seen.count(Query().feed == feed)
+        file = self._feeds.get(feed)
+        return len(file["seen"]) if file else 0
 
-    def mark_seen(self, feed: str, guid: str, keys: Iterable[str], now: str) -> None:
-        self.seen.upsert(
-            {
-                "feed": feed,
-                "guid": guid,
-                "keys": sorted(keys),
-                "first_seen": now,
-                "absent_since": None,
-            },
-            (Query().feed == feed) & (Query().guid == guid),
-        )
+    def mark_seen(self, feed: str, talks: Iterable[tuple[str, Iterable[str]]], now: str) -> None:
+        """Record talks (GUID and keys) as seen; none of them may be recorded already."""
+        rows = [
+            {"guid": guid, "keys": sorted(keys), "first_seen": now, "absent_since": None}
+            for guid, keys in talks
+        ]
+        if rows:
+            self._feed(feed)["seen"].insert_multiple(rows)
 
     def refresh_presence(
         self, feed: str, present_keys: set[str], now: str, prune_absent_before: str
@@ -267,49 +388,60 @@ class Store:
         `prune_absent_before` (a talk still in the feed is never forgotten). Returns how
         many were forgotten."""
         seen = Query()
-        mine = seen.feed == feed
+        table = self._feed(feed)["seen"]
         present = seen.keys.any(present_keys)
-        self.seen.update({"absent_since": None}, mine & present & (seen.absent_since != None))  # noqa: E711
-        self.seen.update({"absent_since": now}, mine & ~present & (seen.absent_since == None))  # noqa: E711
-        expired = mine & seen.absent_since.test(lambda v: v is not None and v < prune_absent_before)
-        return len(self.seen.remove(expired))
+        gone = [row.doc_id for row in table.search(~present & (seen.absent_since == None))]  # noqa: E711
+        back = [row.doc_id for row in table.search(present & (seen.absent_since != None))]  # noqa: E711
+        if gone:
+            table.update({"absent_since": now}, doc_ids=gone)
+        if back:
+            table.update({"absent_since": None}, doc_ids=back)
+        expired = seen.absent_since.test(lambda v: v is not None and v < prune_absent_before)
+        expired_ids = [row.doc_id for row in table.search(expired)]
+        if expired_ids:
+            table.remove(doc_ids=expired_ids)
+        return len(expired_ids)
 
     # outbox
 
     def enqueue(self, entry: dict[str, Any]) -> None:
         """Queue one delivery; an entry with the same id already queued is kept as is."""
-        if self.outbox.contains(Query().id == entry["id"]):
+        if entry["id"] in self._outbox:
             return
-        meta = self.db.table("meta")
-        seq = meta.get(doc_id=1)["next_seq"]
-        meta.update({"next_seq": seq + 1}, doc_ids=[1])
-        self.outbox.insert(
-            {
-                **entry,
-                "seq": seq,
-                "attempts": 0,
-                "next_attempt": None,
-                "last_error": None,
-                "dead": False,
-            }
-        )
+        row = {
+            **entry,
+            "seq": self._next_seq,
+            "attempts": 0,
+            "next_attempt": None,
+            "last_error": None,
+            "dead": False,
+        }
+        self._feed(entry["feed"])["outbox"].insert(row)
+        self._outbox[row["id"]] = row
+        self._next_seq += 1
 
     def pending(self, destination: str) -> list[dict[str, Any]]:
-        rows = self.outbox.search((Query().destination == destination) & (Query().dead == False))  # noqa: E712
-        return sorted((dict(row) for row in rows), key=lambda row: row["seq"])
+        rows = [
+            dict(row)
+            for row in self._outbox.values()
+            if row["destination"] == destination and not row.get("dead")
+        ]
+        return sorted(rows, key=lambda row: row["seq"])
 
     def delivered(self, delivery_id: str) -> None:
-        self.outbox.remove(Query().id == delivery_id)
+        row = self._outbox.pop(delivery_id, None)
+        if row is not None:
+            self._feed(row["feed"])["outbox"].remove(Query().id == delivery_id)
 
     def delivery_failed(self, delivery_id: str, **fields: Any) -> None:
-        self.outbox.update(fields, Query().id == delivery_id)
+        row = self._outbox.get(delivery_id)
+        if row is not None:
+            row.update(fields)
+            self._feed(row["feed"])["outbox"].update(fields, Query().id == delivery_id)
 
     def requeue_dead(self, destination: str | None, now: str) -> int:
         """Put dead-lettered deliveries (of one destination, or all) back in the queue,
         as if new, keeping their place in the order."""
-        dead = Query().dead == True  # noqa: E712
-        if destination is not None:
-            dead &= Query().destination == destination
         fresh = {
             "dead": False,
             "attempts": 0,
@@ -317,14 +449,110 @@ class Store:
             "first_failed_at": None,
             "created": now,
         }
-        return len(self.outbox.update(fresh, dead))
+        dead = [
+            row["id"]
+            for row in self._outbox.values()
+            if row.get("dead") and destination in (None, row["destination"])
+        ]
+        with self.batch():
+            for delivery_id in dead:
+                self.delivery_failed(delivery_id, **fresh)
+        return len(dead)
 
     def update_destination_state(self, destination: str, **fields: Any) -> None:
-        self.destinations.upsert({"name": destination, **fields}, Query().name == destination)
+        self.main["destinations"].upsert(
+            {"name": destination, **fields}, Query().name == destination
+        )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the state says, read without the lock (for `watcher status`)."""
+
+    feeds: dict[str, dict[str, Any]]  # feed name → its state, with "talks_seen"
+    outbox: list[dict[str, Any]]
+    destinations: dict[str, dict[str, Any]]
+
+
+def read_snapshot(path: Path) -> Snapshot:
+    main = AtomicJSONStorage(str(path), None).read() or {}
+    if main.get("meta", {}).get("1", {}).get("schema_version") == 1:
+        check_shape(main, path, V1_FIELDS)
+        return _snapshot_v1(main)
+    check_shape(main, path, MAIN_FIELDS)
+    activity = {row.get("name"): row for row in main.get("activity", {}).values()}
+    feeds: dict[str, dict[str, Any]] = {}
+    outbox: list[dict[str, Any]] = []
+    for feed_path in sorted(feeds_folder(path).glob("*.json")):
+        data = AtomicJSONStorage(str(feed_path), FEED_FIELDS).read() or {}
+        state = data.get("feed", {}).get("1")
+        if state is None:
+            continue
+        name = state["name"]
+        feeds[name] = {
+            **state,
+            **activity.get(name, {}),
+            "talks_seen": len(data.get("seen", {})),
+        }
+        outbox += data.get("outbox", {}).values()
+    outbox.sort(key=lambda row: row.get("seq", 0))
+    destinations = {row.get("name"): row for row in main.get("destinations", {}).values()}
+    return Snapshot(feeds, outbox, destinations)
+
+
+def _snapshot_v1(data: dict[str, Any]) -> Snapshot:
+    feeds = {row.get("name"): dict(row) for row in data.get("feeds", {}).values()}
+    for row in data.get("seen", {}).values():
+        state = feeds.setdefault(row.get("feed"), {})
+        state["talks_seen"] = state.get("talks_seen", 0) + 1
+    outbox = sorted(data.get("outbox", {}).values(), key=lambda row: row.get("seq", 0))
+    destinations = {row.get("name"): row for row in data.get("destinations", {}).values()}
+    return Snapshot(feeds, outbox, destinations)
+
+
+def _migrate_v1(path: Path, folder: Path) -> None:
+    """Split a schema-1 state file (everything in one file) into one file per feed.
+
+    Each feed's file is written before the main file is rewritten, so a migration
+    killed half-way is simply done again from the untouched main file."""
+    data = AtomicJSONStorage(str(path), None).read()
+    meta = (data or {}).get("meta", {}).get("1", {}) if isinstance(data, dict) else {}
+    if meta.get("schema_version") != 1:
+        return
+    check_shape(data, path, V1_FIELDS)
+    per_feed: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def tables(feed: str) -> dict[str, dict[str, Any]]:
+        return per_feed.setdefault(feed, {"feed": {"1": {"name": feed}}, "seen": {}, "outbox": {}})
+
+    activity = {}
+    for row in data.get("feeds", {}).values():
+        name = row["name"]
+        state = {key: value for key, value in row.items() if key not in ACTIVITY_FIELDS}
+        tables(name)["feed"]["1"] = state
+        activity[str(len(activity) + 1)] = {
+            "name": name,
+            **{key: row[key] for key in ACTIVITY_FIELDS if key in row},
+        }
+    for table in ("seen", "outbox"):
+        for row in data.get(table, {}).values():
+            rows = tables(row["feed"])[table]
+            if table == "seen":
+                row = {key: value for key, value in row.items() if key != "feed"}
+            rows[str(len(rows) + 1)] = row
+    for name, feed_tables in per_feed.items():
+        AtomicJSONStorage(str(folder / feed_file_name(name))).write(feed_tables)
+    AtomicJSONStorage(str(path)).write(
+        {
+            "meta": {"1": {"schema_version": SCHEMA_VERSION}},
+            "destinations": data.get("destinations", {}),
+            "activity": activity,
+        }
+    )
 
 
 def _acquire_lock(path: Path):
-    """One writer per state file: an exclusive lock on `<state>.lock`, naming its holder."""
+    """One writer per state: an exclusive lock on `<state>.lock`, naming its holder."""
     lock_path = path.with_name(path.name + ".lock")
     handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 (held for the store's life)
     try:
