@@ -134,3 +134,13 @@ def test_email_settings_are_checked(tmp_path):
     path = write_config(tmp_path, body)
     with pytest.raises(ConfigError, match=r"destinations\[1\]: choose one of starttls and ssl"):
         load_config(path)
+
+
+def test_max_per_host_defaults_to_4_and_0_is_refused_naming_the_key(tmp_path):
+    assert load_config(write_config(tmp_path, VALID)).max_per_host == 4
+    path = write_config(tmp_path, VALID.replace("[watcher]", "[watcher]\nmax_per_host = 0"))
+    with pytest.raises(
+        ConfigError,
+        match=r"watcher\.toml: watcher\.max_per_host: expected a whole number from 1 to 256$",
+    ):
+        load_config(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -13,6 +14,15 @@ from watcher.deliver import Deliverer, DrainResult
 from watcher.notifiers import build_notifier
 from watcher.poll import PollResult, poll_feed
 from watcher.store import Store
+
+
+def host_key(url: str) -> str:
+    """Which feeds share a per-host slot: `host:port` of an http(s) URL, "file" for a local feed."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        return "file"
+    return f"{parts.hostname}:{parts.port or (443 if scheme == 'https' else 80)}"
 
 
 class Watcher:
@@ -34,10 +44,17 @@ class Watcher:
         policies = {name: dest.policy for name, dest in config.destinations.items()}
         self.deliverer = Deliverer(store, notifiers, policies, client, clock)
         self._slots = asyncio.Semaphore(config.max_concurrency)
+        self._host_slots: dict[str, asyncio.Semaphore] = {}
 
     async def poll(self, feed: FeedConfig, respect_backoff: bool = False) -> PollResult:
-        """Poll one feed; its new talks are queued, and the delivery loops woken."""
-        async with self._slots:
+        """Poll one feed; its new talks are queued, and the delivery loops woken.
+
+        The host's slot is taken before the global one, so feeds waiting on a busy
+        host hold no global slot and never delay the feeds of other hosts."""
+        host = host_key(feed.url)
+        if host not in self._host_slots:
+            self._host_slots[host] = asyncio.Semaphore(self.config.max_per_host)
+        async with self._host_slots[host], self._slots:
             result = await poll_feed(
                 feed, self.config, self.store, self.client, self.clock(), respect_backoff
             )

@@ -45,6 +45,7 @@ WATCHER_SETTINGS = {
     "timeout": Setting(duration, default=30.0),
     "max_bytes": Setting(whole_number(1024), default=20_000_000),
     "max_concurrency": Setting(whole_number(1, 256), default=16),
+    "max_per_host": Setting(whole_number(1, 256), default=4),
     "retention": Setting(duration, default=90 * 86400.0),
     "max_backoff": Setting(duration, default=6 * 3600.0),
 }
@@ -104,6 +105,7 @@ class Config:
     timeout: float
     max_bytes: int
     max_concurrency: int
+    max_per_host: int
     retention: float
     max_backoff: float
     feeds: tuple[FeedConfig, ...]
@@ -167,6 +169,7 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
         timeout=base["timeout"],
         max_bytes=base["max_bytes"],
         max_concurrency=base["max_concurrency"],
+        max_per_host=base["max_per_host"],
         retention=base["retention"],
         max_backoff=base["max_backoff"],
         feeds=feeds,
