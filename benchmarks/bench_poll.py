@@ -179,6 +179,8 @@ def write_config(home: Path, feed_urls: dict[str, str], sink_url: str, concurren
         f'state = "{home / "state" / "watcher.json"}"',
         'timeout = "120s"',
         f"max_concurrency = {concurrency}",
+        # every feed is on the one local server: the lower bound's concurrency, not a host's
+        f"max_per_host = {concurrency}",
         "",
         "[[destinations]]",
         'name = "sink"',

@@ -167,9 +167,8 @@ HOSTILE = {
         check=lambda p: titles(p) == ["Refs \ufffd \ufffd \ufffd A end"],
     ),
     "html-char-ref-5000-digits.xml": Outcome(
-        "a 5,000-digit &#...; in the HTML (feedparser's HTML pass raises): read without it",
+        "a 5,000-digit &#...; in the HTML (feedparser's HTML pass, now off, raised on it)",
         1,
-        warning="HTML left as it is: ValueError",
         check=lambda p: p.talks[0].first_lines == ["See \ufffd here."],
     ),
     "missing-fields.xml": Outcome(

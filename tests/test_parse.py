@@ -174,3 +174,19 @@ def test_paragraphs_of_a_plain_description_do_not_run_together():
         b"</item></channel></rss>"
     )
     assert parse_feed(body).talks[0].first_lines == ["First one.", "Second one third."]
+
+
+def test_a_relative_slide_image_is_resolved_against_the_items_xml_base():
+    slide = (
+        "&lt;h2&gt;Slide 1 — 0:05&lt;/h2&gt;&lt;table&gt;&lt;tr&gt;"
+        '&lt;td&gt;&lt;img src="img/slide_001.png"&gt;&lt;/td&gt;&lt;td&gt;Hello.&lt;/td&gt;'
+        "&lt;/tr&gt;&lt;/table&gt;"
+    )
+    document = (
+        '<rss version="2.0"><channel><title>t</title>'
+        '<item xml:base="https://talks.example/2026/"><title>T | S</title><guid>g</guid>'
+        f"<description>{slide}</description></item></channel></rss>"
+    ).encode()
+    [talk] = parse_feed(document).talks
+    assert talk.thumbnail == "https://talks.example/2026/img/slide_001.png"
+    assert talk.slides_present == 1 and talk.first_lines == ["Hello."]

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import islice
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import lxml.etree
 import lxml.html
@@ -117,9 +117,9 @@ def talk_from_entry(entry: Mapping) -> Talk:
     title, speaker, event = split_title(raw_title)
     url = safe_url(entry.get("link"))
     published = _published(entry)
-    description = _description_html(entry)
+    description, base = _description_html(entry)
     root = _html_root(description)
-    slides = _slides(root) if root is not None else []
+    slides = _slides(root, base) if root is not None else []
     claimed = _claimed_slide_count(root)
     video_id = _video_id(description, entry)
     if slides:
@@ -231,13 +231,35 @@ def _published(entry: Mapping) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _description_html(entry: Mapping) -> str:
+def _description_html(entry: Mapping) -> tuple[str, str]:
+    """The entry's content (else its summary) as HTML, and the URL its relative URLs are
+    relative to (its xml:base): feedparser is asked not to rewrite the HTML, which took
+    most of its time, so the few URLs read from it are resolved here."""
     for content in entry.get("content") or []:
         value = content.get("value") if isinstance(content, Mapping) else None
         if value:
-            return value
+            return value, _base(content)
     summary = entry.get("summary") or entry.get("description") or ""
-    return summary if isinstance(summary, str) else ""
+    if not isinstance(summary, str):
+        return "", ""
+    return summary, _base(dict.get(entry, "summary_detail") or {})
+
+
+def _base(detail: object) -> str:
+    base = detail.get("base") if isinstance(detail, Mapping) else None
+    return base if isinstance(base, str) else ""
+
+
+def resolve_url(base: str, value: object) -> str | None:
+    """`value` made absolute against `base`, if it is a safe http(s) URL then (see safe_url)."""
+    if not isinstance(value, str):
+        return None
+    if base and not safe_url(value):
+        try:
+            value = urljoin(base, value.strip())
+        except ValueError:
+            return None
+    return safe_url(value)
 
 
 def _html_root(markup: str) -> lxml.html.HtmlElement | None:
@@ -283,7 +305,7 @@ def _claimed_slide_count(root: lxml.html.HtmlElement | None) -> int | None:
     return None
 
 
-def _slides(root: lxml.html.HtmlElement) -> list[Slide]:
+def _slides(root: lxml.html.HtmlElement, base: str) -> list[Slide]:
     """Each `<h2>Slide K — m:ss</h2>` and the table after it: image and transcript."""
     slides = []
     for heading in _outermost(root, "h2"):
@@ -296,18 +318,18 @@ def _slides(root: lxml.html.HtmlElement) -> list[Slide]:
                 table = None
                 break
             table = table.getnext()
-        image, transcript = _slide_table(table) if table is not None else (None, "")
+        image, transcript = _slide_table(table, base) if table is not None else (None, "")
         slides.append(Slide(parse_timestamp(match.group(2)), image, transcript))
     return slides
 
 
-def _slide_table(table: lxml.html.HtmlElement) -> tuple[str | None, str]:
+def _slide_table(table: lxml.html.HtmlElement, base: str) -> tuple[str | None, str]:
     image = None
     texts = []
     for cell in _own_cells(table):
         img = next(cell.iter("img"), None)
         if img is not None:
-            image = image or safe_url(img.get("src"))
+            image = image or resolve_url(base, img.get("src"))
         else:
             texts.append(cell.text_content())
     return image, " ".join(texts)  # cleaned by shorten(), for the few slides it is needed
