@@ -131,6 +131,7 @@ def _nginx_version(binary: str) -> str:
 
 class _FeedHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as nginx
+    disable_nagle_algorithm = True  # as nginx (tcp_nodelay): no 40 ms delayed-ACK stalls
     server: _FeedServer
 
     def do_GET(self) -> None:
@@ -231,6 +232,9 @@ def start_feed_server(root: Path, home: Path) -> NginxFeeds | PythonFeeds:
 
 class _SinkHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: with Nagle on, the body waits for the client's
+    # delayed ACK, 40 ms per POST, which would be timed as the watcher's.
+    disable_nagle_algorithm = True
     server: _SinkServer
 
     def do_POST(self) -> None:

@@ -11,9 +11,12 @@ import os
 from pathlib import Path
 
 import pytest
+from feedparser.encodings import convert_to_utf8
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import FIXTURES, SEED_FEED, watcher_command
-from watcher.feed import parse_feed
+from watcher.feed import parse_feed, utf8_as_feedparser_would
 from watcher.talk import shorten, split_title
 
 FEEDS = sorted(p for p in (FIXTURES / "feeds").iterdir() if p.suffix in (".xml", ".rdf"))
@@ -190,3 +193,39 @@ def test_a_relative_slide_image_is_resolved_against_the_items_xml_base():
     [talk] = parse_feed(document).talks
     assert talk.thumbnail == "https://talks.example/2026/img/slide_001.png"
     assert talk.slides_present == 1 and talk.first_lines == ["Hello."]
+
+
+def _utf8_documents():
+    fixtures = sorted((FIXTURES / "feeds").glob("*.*")) + sorted((FIXTURES / "hostile").glob("*"))
+    return [path.read_bytes() for path in fixtures if not path.name.endswith(".json")]
+
+
+@given(
+    st.sampled_from(_utf8_documents())
+    | st.binary(max_size=200)
+    | st.builds(
+        lambda head, body: (head + body).encode("utf-8", "surrogatepass"),
+        st.sampled_from(
+            [
+                "",
+                '<?xml version="1.0"?>',
+                "<?xml version='1.0' encoding='UTF-8'?>",
+                '<?xml version="1.0" encoding="utf-8" standalone="yes"?>\n',
+                '<?xml version="1.0" encoding="latin-1"?>',
+                "<?xml encoding='utf-8'",
+            ]
+        ),
+        st.text(max_size=60),
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_the_utf8_shortcut_gives_what_feedparser_would(data):
+    shortcut = utf8_as_feedparser_would(data)
+    if shortcut is not None:
+        result: dict = {}
+        assert shortcut == convert_to_utf8({}, data, result)
+        assert "bozo_exception" not in result
+
+
+def test_the_utf8_shortcut_is_taken_for_the_seed_feed():
+    assert utf8_as_feedparser_would(SEED_FEED.read_bytes()) is not None

@@ -16,7 +16,12 @@ import xml.parsers.expat
 from dataclasses import dataclass, field
 
 import feedparser
-from feedparser.encodings import EBCDIC_MARKER, RE_XML_DECLARATION, convert_to_utf8
+from feedparser.encodings import (
+    EBCDIC_MARKER,
+    RE_XML_DECLARATION,
+    RE_XML_PI_ENCODING,
+    convert_to_utf8,
+)
 from feedparser.sanitizer import replace_doctype
 
 from watcher.talk import Talk, clean_text, talk_from_entry
@@ -24,6 +29,8 @@ from watcher.talk import Talk, clean_text, talk_from_entry
 log = logging.getLogger(__name__)
 
 _UTF8_DECLARATION = "<?xml version='1.0' encoding='utf-8'?>\n"
+_FEEDPARSER_DECLARATION = b"<?xml version='1.0' encoding='utf-8'?>"  # as convert_to_utf8 writes it
+_XML_DECLARATION_BYTES = re.compile(RE_XML_DECLARATION.pattern.encode())
 # Long numeric references may name no character (past U+10FFFF, or a surrogate):
 # feedparser's fallback parser calls chr() on them and raises, losing the whole document.
 _BIG_CHAR_REF = re.compile(rb"&#(?:[xX]0*([0-9a-fA-F]{4,})|0*([0-9]{5,}));")
@@ -140,6 +147,9 @@ def prepared(data: bytes) -> tuple[bytes, list[str]]:
 
 def _utf8(data: bytes) -> tuple[bytes, list[str]]:
     """What feedparser does first, done here so that the checks see what its parsers see."""
+    document = utf8_as_feedparser_would(data)
+    if document is not None:
+        return document, []
     result: dict = {}
     try:
         _refuse_slow_codecs(data)
@@ -151,6 +161,25 @@ def _utf8(data: bytes) -> tuple[bytes, list[str]]:
         return document, [f"unusable encoding ({_describe(exc)}): read as {encoding}"]
     problem = result.get("bozo_exception")
     return document, [f"malformed feed: {_describe(problem)}"] if problem else []
+
+
+def utf8_as_feedparser_would(data: bytes) -> bytes | None:
+    """`convert_to_utf8` of the common case, a third of its time: a UTF-8 document with no
+    BOM, declared as UTF-8 or not at all, comes out byte for byte as it went in, but for its
+    XML declaration. None for any other document: feedparser's own code handles those."""
+    if any(data.startswith(mark) for mark, _ in _MARKS):
+        return None
+    declared = RE_XML_PI_ENCODING.match(data)
+    if declared and declared.group(1).decode("utf-8", "replace").lower() != "utf-8":
+        return None
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    declaration = _XML_DECLARATION_BYTES.match(data)
+    if declaration:
+        return _FEEDPARSER_DECLARATION + data[declaration.end() :]
+    return _FEEDPARSER_DECLARATION + b"\n" + data
 
 
 def _refuse_slow_codecs(data: bytes) -> None:
