@@ -4,6 +4,7 @@ and what a poll writes follows that feed's state, not the whole store's."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -101,6 +102,7 @@ def test_recording_one_talk_writes_that_feed_only_at_1000_feeds_and_100k_talks(
     """The issue's bound: with 1,000 feeds and 100,000 seen talks, a poll that records one
     new talk writes at most ~1 MB. Here it writes one feed's file, a few KB per talk."""
     state = tmp_path / "state.json"
+    monkeypatch.setattr(os, "fsync", lambda fd: None)  # setting up: 2,000 writes, durable or not
     store = Store(state)
     for feed in range(1000):
         name = f"feed-{feed}"
@@ -114,6 +116,7 @@ def test_recording_one_talk_writes_that_feed_only_at_1000_feeds_and_100k_talks(
                 NOW,
             )
     store.close()
+    monkeypatch.undo()
     store = Store(state)
     assert sum(store.seen_count(f"feed-{feed}") for feed in range(1000)) == 100_000
     written = []
@@ -176,3 +179,20 @@ def test_a_feed_file_that_names_no_feed_is_refused(tmp_path):
     (feeds_folder(state) / "stray.json").write_text('{"seen": {}}')
     with pytest.raises(StoreError, match=r"stray\.json: the state file is damaged"):
         Store(state)
+
+
+def test_a_released_feed_is_read_again_from_its_file_whole(tmp_path):
+    state = tmp_path / "state.json"
+    store = Store(state)
+    with store.batch():
+        store.mark_seen("talks", [("a", {"guid:a"})], NOW)
+        store.enqueue(queued(1))
+        store.update_feed_state("talks", etag="e")
+    store.release("talks")
+    assert store._feeds["talks"].middleware.cache is None
+    assert store.seen_keys("talks") == {"guid:a"} and store.feed_state("talks")["etag"] == "e"
+    store.delivered("talks-d1")
+    store.release("talks")
+    assert store.pending("hook") == [] and store.seen_count("talks") == 1
+    store.close()
+    assert read_snapshot(state).outbox == []

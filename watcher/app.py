@@ -55,9 +55,12 @@ class Watcher:
         if host not in self._host_slots:
             self._host_slots[host] = asyncio.Semaphore(self.config.max_per_host)
         async with self._host_slots[host], self._slots:
-            result = await poll_feed(
-                feed, self.config, self.store, self.client, self.clock(), respect_backoff
-            )
+            try:
+                result = await poll_feed(
+                    feed, self.config, self.store, self.client, self.clock(), respect_backoff
+                )
+            finally:
+                self.store.release(feed.name)
         if result.announced:
             self.deliverer.kick(feed.notify)
         return result

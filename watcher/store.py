@@ -269,6 +269,8 @@ class Store:
             self._feeds[row["name"]] = file
         self._outbox: dict[str, dict[str, Any]] = {}
         self._index_outbox()
+        for feed in self._feeds:
+            self.release(feed)
 
     def _check_schema(self) -> None:
         meta = self.main["meta"]
@@ -330,6 +332,13 @@ class Store:
         if self._batch.depth == 0:
             for file in (*self._feeds.values(), self.main):
                 file.middleware.flush()
+
+    def release(self, feed: str) -> None:
+        """Let go of a feed's data between its polls (it is read again from its file when
+        needed): memory follows the feeds being polled, not all the feeds there are."""
+        file = self._feeds.get(feed)
+        if file is not None and not file.middleware.dirty and self._batch.depth == 0:
+            file.middleware.cache = None
 
     def _feed(self, feed: str) -> _File:
         file = self._feeds.get(feed)
