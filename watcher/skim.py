@@ -9,6 +9,14 @@ the full parse would; then, only for the talks asked for, a copy holding just
 those items, whole. A document lxml will not read strictly (malformed, too deep,
 a text node over 10 MB) takes the full parse, which copes with anything.
 
+Only content feedparser passes on as it is (text or HTML, as text) is cut down;
+markup (which it rebuilds, without comments and some attributes), XHTML and base64
+(which it escapes or decodes) are kept whole. The copies keep the document's prolog
+byte for byte (feedparser reads a DOCTYPE by where it stands). Where dropping items
+could change how feedparser reads the others (an xml:base or a namespace set in a
+dropped one, or a document it reads with its loose parser), `talks()` takes the full
+parse.
+
 `read_feed(data).identities` are `Talk`s whose `guid`, `url`, `video_id`,
 `published` and `raw_title` are those of the full parse; their other fields are
 not read. `talks(guids)` gives the full talks.
@@ -16,6 +24,8 @@ not read. `talks(guids)` gives the full talks.
 
 from __future__ import annotations
 
+import contextlib
+import xml.parsers.expat
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
@@ -35,6 +45,11 @@ from watcher.talk import _YOUTUBE_ID, Talk
 # The elements feedparser reads an entry's content or summary from (any namespace).
 _CONTENT = frozenset({"description", "summary", "content", "encoded", "body"})
 _ITEM_TAGS = ("{*}item", "{*}entry")
+# feedparser's short names for text/plain and text/html.
+_TEXT_TYPES = frozenset({"text", "plain", "html"})
+# Where feedparser finds a base URI: xml:base, or any attribute named base (in any case
+# or namespace: it lower-cases attribute names and drops unknown prefixes).
+_BASES = etree.XPath("descendant-or-self::*/@*[translate(local-name(), 'BASE', 'base') = 'base']")
 _STRICT = etree.XMLParser(
     resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, recover=False
 )
@@ -60,7 +75,7 @@ class FeedRead:
         if self._document is not None:
             chosen = [(n, talk.guid) for n, talk in self._document.numbered if talk.guid in wanted]
             talks = self._document.whole([n for n, _ in chosen])
-            if [talk.guid for talk in talks] == [guid for _, guid in chosen]:
+            if talks is not None and [talk.guid for talk in talks] == [g for _, g in chosen]:
                 return talks
         full = self._full or parse_feed(self._data)  # alone, the items read otherwise: never guess
         return [talk for talk in full.talks if talk.guid in wanted]
@@ -90,10 +105,14 @@ def read_feed(data: bytes) -> FeedRead:
 @dataclass
 class _Document:
     root: etree._Element
+    prolog: bytes  # the document's bytes before the root element
     items: list[etree._Element]
     contents: list[list[tuple[etree._Element, etree._Element]]]  # (stand-in, original) per item
     numbered: list[tuple[int, Talk]]
     warnings: list[str]
+    # feedparser had something to say of the light copy: it fell back to its loose parser
+    # (which a copy without the item that made it may not do), or skipped an item
+    troubled: bool
 
     @classmethod
     def read(cls, data: bytes, document: bytes, warnings: list[str]) -> _Document | None:
@@ -102,26 +121,61 @@ class _Document:
             root = etree.fromstring(document, parser=_STRICT)
         except etree.LxmlError:
             return None
+        prolog = _prolog(document)
+        if prolog is None:
+            return None
         items = _items(root)
         contents = [_stand_ins(item) for item in items]
-        light = parse_prepared(data, etree.tostring(root.getroottree(), encoding="utf-8"), warnings)
+        light = parse_prepared(data, prolog + etree.tostring(root, encoding="utf-8"), warnings)
         if light.error or light.entry_count != len(items):
             return None
         numbered = list(zip(light.entry_numbers, light.talks, strict=True))
-        return cls(root, items, contents, numbered, light.warnings)
+        troubled = len(light.warnings) > len(warnings)
+        return cls(root, prolog, items, contents, numbered, light.warnings, troubled)
 
-    def whole(self, numbers: list[int]) -> list[Talk]:
+    def whole(self, numbers: list[int]) -> list[Talk] | None:
         """The full talks of the items with these indices: the others are dropped, and
-        these get their content back."""
+        these get their content back. None if dropping one could change another."""
+        if self.troubled:
+            return None
         keep = set(numbers)
+        last = max(keep, default=-1)
+        dropped = (item for n, item in enumerate(self.items[:last]) if n not in keep)
+        if any(map(_carries_over, dropped)):
+            return None
         for number, item in enumerate(self.items):
             if number in keep:
                 for stand_in, original in self.contents[number]:
                     item.replace(stand_in, original)
-            else:
-                item.getparent().remove(item)
-        document = etree.tostring(self.root.getroottree(), encoding="utf-8")
+            elif (parent := item.getparent()) is not None:
+                parent.remove(item)
+            else:  # the document is this one item
+                return None
+        document = self.prolog + etree.tostring(self.root, encoding="utf-8")
         return parse_prepared(b"", document, []).talks
+
+
+class _RootReached(Exception):
+    pass
+
+
+def _prolog(document: bytes) -> bytes | None:
+    """The document's bytes before its root element (None if expat does not reach it).
+
+    A copy keeps them as they are: feedparser drops a DOCTYPE that begins a line and keeps
+    one that does not, and expat reads an undefined entity (&nbsp;) as an error or not by
+    whether there is one, which is where feedparser falls back to its loose parser."""
+    parser = xml.parsers.expat.ParserCreate()
+    start: list[int] = []
+
+    def root_reached(*_: object) -> None:
+        start.append(parser.CurrentByteIndex)
+        raise _RootReached
+
+    parser.StartElementHandler = root_reached
+    with contextlib.suppress(_RootReached, xml.parsers.expat.ExpatError):
+        parser.Parse(document, True)
+    return document[: start[0]] if start else None
 
 
 def _items(root: etree._Element) -> list[etree._Element]:
@@ -133,19 +187,34 @@ def _items(root: etree._Element) -> list[etree._Element]:
     return items
 
 
+def _carries_over(item: etree._Element) -> bool:
+    """Whether feedparser reads what follows this item differently without it: a base URI
+    set in it stays in force after it (unless one encloses it), and so does a namespace
+    prefix it declares."""
+    if _BASES(item):
+        return True
+    for element in item.iter(etree.Element):
+        parent = element.getparent()
+        if element.nsmap != (parent.nsmap if parent is not None else {}):
+            return True
+    return False
+
+
 def _stand_ins(item: etree._Element) -> list[tuple[etree._Element, etree._Element]]:
     """Swap each content element of the item for a light copy: same tag and attributes,
     its text only the first YouTube link in it (or a dash, so an empty one stays empty and
-    a full one full). Returns (stand-in, original) pairs."""
+    a full one full). Returns (stand-in, original) pairs.
+
+    Kept whole: markup (feedparser rebuilds it without comments, processing instructions,
+    namespace declarations, the element's own attributes or a wrapping div's, and
+    escapes its text), and text feedparser decodes or escapes (see _plain_text)."""
     swapped = []
     for child in item:
         if not isinstance(child.tag, str) or etree.QName(child).localname not in _CONTENT:
             continue
-        text = "".join(child.itertext())
-        if not text.strip():
+        text = child.text or ""
+        if len(child) or not text.strip() or not _plain_text(child):
             continue
-        if len(child):  # markup, not text: feedparser keeps it, attributes and all
-            text = etree.tostring(child, encoding="unicode", with_tail=False)
         match = _YOUTUBE_ID.search(text)
         stand_in = etree.Element(child.tag, attrib=dict(child.attrib), nsmap=child.nsmap)
         stand_in.text = match.group() if match else "-"
@@ -153,3 +222,19 @@ def _stand_ins(item: etree._Element) -> list[tuple[etree._Element, etree._Elemen
         item.replace(child, stand_in)
         swapped.append((stand_in, child))
     return swapped
+
+
+def _plain_text(element: etree._Element) -> bool:
+    """Whether feedparser takes the element's text as text or HTML, as it is: its type is
+    text/*; of others it decodes most as base64 (as it does mode="base64") and escapes
+    XHTML."""
+    types = []
+    for name, value in element.attrib.items():
+        attribute = etree.QName(name).localname.lower()
+        if attribute == "mode" and value.lower() == "base64":
+            return False
+        if attribute == "type":
+            types.append(value.lower())
+    if not types:  # feedparser's default type: XHTML for a body, else text or HTML
+        return etree.QName(element).localname != "body"
+    return all(kind in _TEXT_TYPES or kind.startswith("text/") for kind in types)
