@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import os
 import re
 import time
 from html import escape as html_escape
@@ -374,13 +375,13 @@ def assert_random_document_reads_as_full(data: bytes, chosen: st.DataObject) -> 
     assert read.skimmed is True  # every document made here is one lxml reads
 
 
-@settings(SETTINGS, max_examples=100)
+@settings(SETTINGS, max_examples=int(os.environ.get("WATCHER_SKIM_EXAMPLES", "100")))
 @given(rss_document(), st.data())
 def test_random_rss_reads_as_the_full_parse(data, chosen):
     assert_random_document_reads_as_full(data, chosen)
 
 
-@settings(SETTINGS, max_examples=100)
+@settings(SETTINGS, max_examples=int(os.environ.get("WATCHER_SKIM_EXAMPLES", "100")))
 @given(atom_document(), st.data())
 def test_random_atom_reads_as_the_full_parse(data, chosen):
     assert_random_document_reads_as_full(data, chosen)

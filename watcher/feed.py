@@ -68,6 +68,7 @@ class ParsedFeed:
     warnings: list[str] = field(default_factory=list)
     entry_numbers: list[int] = field(default_factory=list)  # each talk's index in the entries
     entry_count: int = 0
+    entries: list = field(default_factory=list, repr=False)  # feedparser's
 
 
 class Refused(Exception):
@@ -108,6 +109,7 @@ def parse_prepared(data: bytes, document: bytes, warnings: list[str]) -> ParsedF
         warnings=warnings + skipped,
         entry_numbers=[number for number, _ in numbered],
         entry_count=len(parsed.entries),
+        entries=parsed.entries,
     )
 
 

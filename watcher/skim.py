@@ -2,20 +2,21 @@
 
 feedparser spends about 0.3 s of CPU on a 1.2 MB feed, nearly all of it on the
 items' content (HTML), and a poll only needs the content of new talks. So lxml
-reads the document once; feedparser first reads a light copy in which every
-item's content is cut down to the one thing an identity needs from it (its first
-YouTube link), which yields each talk's GUID, link, video id and date exactly as
-the full parse would; then, only for the talks asked for, a copy holding just
-those items, whole. A document lxml will not read strictly (malformed, too deep,
-a text node over 10 MB) takes the full parse, which copes with anything.
+reads the document once, and feedparser reads a light copy of it in which every
+item's content is a stand-in: the first YouTube link in it, if any, and a token.
+That yields each talk's GUID, link, video id and date exactly as the full parse
+would. For the talks asked for, the tokens in their feedparser entries are then
+replaced by what feedparser would have made of the content (`_as_feedparser_keeps`),
+and the talks read from those entries. A document lxml will not read strictly
+(malformed, too deep, a text node over 10 MB) takes the full parse, which copes
+with anything.
 
 Only content feedparser passes on as it is (text or HTML, as text) is cut down;
 markup (which it rebuilds, without comments and some attributes), XHTML and base64
-(which it escapes or decodes) are kept whole. The copies keep the document's prolog
-byte for byte (feedparser reads a DOCTYPE by where it stands). Where dropping items
-could change how feedparser reads the others (an xml:base or a namespace set in a
-dropped one, or a document it reads with its loose parser), `talks()` takes the full
-parse.
+(which it escapes or decodes) are kept whole. The copy keeps the document's prolog
+byte for byte (feedparser reads a DOCTYPE by where it stands). Where feedparser read
+the copy with its loose parser, which treats text differently, or a token is not
+where it should be, `talks()` takes the full parse.
 
 `read_feed(data).identities` are `Talk`s whose `guid`, `url`, `video_id`,
 `published` and `raw_title` are those of the full parse; their other fields are
@@ -25,10 +26,13 @@ not read. `talks(guids)` gives the full talks.
 from __future__ import annotations
 
 import contextlib
+import itertools
+import re
 import xml.parsers.expat
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
+from feedparser.mixin import _cp1252
 from lxml import etree
 
 from watcher.feed import (
@@ -40,16 +44,15 @@ from watcher.feed import (
     refused_error,
     unparseable_error,
 )
-from watcher.talk import _YOUTUBE_ID, Talk
+from watcher.talk import _YOUTUBE_ID, Talk, talk_from_entry
 
 # The elements feedparser reads an entry's content or summary from (any namespace).
 _CONTENT = frozenset({"description", "summary", "content", "encoded", "body"})
 _ITEM_TAGS = ("{*}item", "{*}entry")
 # feedparser's short names for text/plain and text/html.
 _TEXT_TYPES = frozenset({"text", "plain", "html"})
-# Where feedparser finds a base URI: xml:base, or any attribute named base (in any case
-# or namespace: it lower-cases attribute names and drops unknown prefixes).
-_BASES = etree.XPath("descendant-or-self::*/@*[translate(local-name(), 'BASE', 'base') = 'base']")
+_TOKEN = "watcher-stand-in-"
+_C1_CONTROLS = re.compile("[\x80-\x9f]")
 _STRICT = etree.XMLParser(
     resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, recover=False
 )
@@ -104,14 +107,12 @@ def read_feed(data: bytes) -> FeedRead:
 
 @dataclass
 class _Document:
-    root: etree._Element
-    prolog: bytes  # the document's bytes before the root element
-    items: list[etree._Element]
-    contents: list[list[tuple[etree._Element, etree._Element]]]  # (stand-in, original) per item
+    entries: list  # feedparser's entries of the light copy
+    contents: list[dict[str, str]]  # per item: stand-in text → the original content's text
     numbered: list[tuple[int, Talk]]
     warnings: list[str]
     # feedparser had something to say of the light copy: it fell back to its loose parser
-    # (which a copy without the item that made it may not do), or skipped an item
+    # (which decodes text otherwise than _as_feedparser_keeps), or skipped an item
     troubled: bool
 
     @classmethod
@@ -125,34 +126,34 @@ class _Document:
         if prolog is None:
             return None
         items = _items(root)
-        contents = [_stand_ins(item) for item in items]
+        tokens = itertools.count()
+        contents = [_stand_ins(item, tokens) for item in items]
         light = parse_prepared(data, prolog + etree.tostring(root, encoding="utf-8"), warnings)
         if light.error or light.entry_count != len(items):
             return None
         numbered = list(zip(light.entry_numbers, light.talks, strict=True))
         troubled = len(light.warnings) > len(warnings)
-        return cls(root, prolog, items, contents, numbered, light.warnings, troubled)
+        return cls(light.entries, contents, numbered, light.warnings, troubled)
 
     def whole(self, numbers: list[int]) -> list[Talk] | None:
-        """The full talks of the items with these indices: the others are dropped, and
-        these get their content back. None if dropping one could change another."""
+        """The full talks of the items with these indices: their entries get their content
+        back. None if that cannot be done exactly."""
         if self.troubled:
             return None
-        keep = set(numbers)
-        last = max(keep, default=-1)
-        dropped = (item for n, item in enumerate(self.items[:last]) if n not in keep)
-        if any(map(_carries_over, dropped)):
-            return None
-        for number, item in enumerate(self.items):
-            if number in keep:
-                for stand_in, original in self.contents[number]:
-                    item.replace(stand_in, original)
-            elif (parent := item.getparent()) is not None:
-                parent.remove(item)
-            else:  # the document is this one item
+        talks = []
+        for number in numbers:
+            entry = self.entries[number]
+            originals = {
+                stand_in: _as_feedparser_keeps(text)
+                for stand_in, text in self.contents[number].items()
+            }
+            if not _put_back(entry, originals):
                 return None
-        document = self.prolog + etree.tostring(self.root, encoding="utf-8")
-        return parse_prepared(b"", document, []).talks
+            try:
+                talks.append(talk_from_entry(entry))
+            except Exception:
+                return None
+        return talks
 
 
 class _RootReached(Exception):
@@ -187,28 +188,15 @@ def _items(root: etree._Element) -> list[etree._Element]:
     return items
 
 
-def _carries_over(item: etree._Element) -> bool:
-    """Whether feedparser reads what follows this item differently without it: a base URI
-    set in it stays in force after it (unless one encloses it), and so does a namespace
-    prefix it declares."""
-    if _BASES(item):
-        return True
-    for element in item.iter(etree.Element):
-        parent = element.getparent()
-        if element.nsmap != (parent.nsmap if parent is not None else {}):
-            return True
-    return False
-
-
-def _stand_ins(item: etree._Element) -> list[tuple[etree._Element, etree._Element]]:
+def _stand_ins(item: etree._Element, tokens: Iterator[int]) -> dict[str, str]:
     """Swap each content element of the item for a light copy: same tag and attributes,
-    its text only the first YouTube link in it (or a dash, so an empty one stays empty and
-    a full one full). Returns (stand-in, original) pairs.
+    its text the first YouTube link in it (if any) and a token unique in the document.
+    Returns each stand-in's text → the original's text.
 
     Kept whole: markup (feedparser rebuilds it without comments, processing instructions,
     namespace declarations, the element's own attributes or a wrapping div's, and
     escapes its text), and text feedparser decodes or escapes (see _plain_text)."""
-    swapped = []
+    swapped = {}
     for child in item:
         if not isinstance(child.tag, str) or etree.QName(child).localname not in _CONTENT:
             continue
@@ -216,12 +204,39 @@ def _stand_ins(item: etree._Element) -> list[tuple[etree._Element, etree._Elemen
         if len(child) or not text.strip() or not _plain_text(child):
             continue
         match = _YOUTUBE_ID.search(text)
+        token = f"{_TOKEN}{next(tokens)}"
         stand_in = etree.Element(child.tag, attrib=dict(child.attrib), nsmap=child.nsmap)
-        stand_in.text = match.group() if match else "-"
+        stand_in.text = f"{match.group()} {token}" if match else token
         stand_in.tail = child.tail
         item.replace(child, stand_in)
-        swapped.append((stand_in, child))
+        swapped[stand_in.text] = text
     return swapped
+
+
+def _as_feedparser_keeps(text: str) -> str:
+    """What feedparser's strict parser stores of a text content element (of a UTF-8
+    document, HTML left as it is): see `_FeedParserMixin.pop`."""
+    output = text.strip()
+    with contextlib.suppress(UnicodeError):  # its fix for UTF-8 once decoded as Latin-1
+        output = output.encode("iso-8859-1").decode("utf-8")
+    if _C1_CONTROLS.search(output):  # translate() is slow, and these are rare
+        output = output.translate(_cp1252)
+    return output
+
+
+def _put_back(entry: dict, originals: dict[str, str]) -> bool:
+    """Put the content back where feedparser stored the stand-ins (an entry's value, and
+    the value of its details or content); False if a token is left anywhere."""
+    for key, value in list(entry.items()):
+        if isinstance(value, str) and value in originals:
+            dict.__setitem__(entry, key, originals[value])
+        elif isinstance(value, list):
+            for part in value:
+                if isinstance(part, dict) and part.get("value") in originals:
+                    dict.__setitem__(part, "value", originals[part["value"]])
+        elif isinstance(value, dict) and value.get("value") in originals:
+            dict.__setitem__(value, "value", originals[value["value"]])
+    return _TOKEN not in repr(entry)
 
 
 def _plain_text(element: etree._Element) -> bool:
