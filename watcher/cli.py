@@ -13,8 +13,6 @@ from watcher import __version__
 from watcher.app import Watcher
 from watcher.clock import iso, utcnow
 from watcher.config import Config, config_path, load_config
-from watcher.daemon import run
-from watcher.feed import parse_feed
 from watcher.fetch import FetchError, fetch, new_client
 from watcher.notifiers import build_notifier
 from watcher.notifiers.base import Delivery, DeliveryError
@@ -116,6 +114,8 @@ def _config(args: argparse.Namespace) -> Config:
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args)
+    from watcher.daemon import run  # APScheduler: only the daemon needs it
+
     return asyncio.run(run(config))
 
 
@@ -156,6 +156,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     except FetchError as exc:
         print(f"watcher: error: {args.source}: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    from watcher.feed import parse_feed
+
     parsed = parse_feed(body)
     if parsed.error:
         print(f"watcher: error: {args.source}: {parsed.error}", file=sys.stderr)

@@ -17,7 +17,6 @@ from watcher.clock import iso
 from watcher.config import Config, FeedConfig
 from watcher.fetch import FetchError, fetch
 from watcher.schema import redact_feed_url
-from watcher.skim import read_feed
 from watcher.store import Store
 from watcher.talk import Talk
 
@@ -140,6 +139,10 @@ async def poll_feed(
         )
         log.debug("feed %s: unchanged", feed.name)
         return PollResult(feed.name, ok=True)
+    # Imported here: feedparser and lxml are a fifth of the start-up of a `watcher poll`
+    # that gets a 304 and needs neither.
+    from watcher.skim import read_feed
+
     read = await asyncio.to_thread(read_feed, fetched.body)
     if read.error:
         return _failed(store, feed, config, state, now, FetchError(read.error))
