@@ -106,9 +106,9 @@ def test_a_big_feed_takes_the_fast_path_and_reads_as_the_full_parse(monkeypatch)
     seen: list[int] = []
     real = watcher.skim.parse_prepared
 
-    def spy(fetched: bytes, document: bytes, warnings: list[str]) -> ParsedFeed:
+    def spy(fetched: bytes, document: bytes, *rest) -> ParsedFeed:
         seen.append(len(document))
-        return real(fetched, document, warnings)
+        return real(fetched, document, *rest)
 
     monkeypatch.setattr(watcher.skim, "parse_prepared", spy)
     read = read_feed(data)

@@ -13,6 +13,7 @@ import io
 import logging
 import re
 import xml.parsers.expat
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import feedparser
@@ -90,8 +91,14 @@ def parse_feed(data: bytes) -> ParsedFeed:
     return parse_prepared(data, document, warnings)
 
 
-def parse_prepared(data: bytes, document: bytes, warnings: list[str]) -> ParsedFeed:
-    """`parse_feed` of a document `prepared()` has made safe (`data` is as fetched)."""
+def parse_prepared(
+    data: bytes,
+    document: bytes,
+    warnings: list[str],
+    read: Callable[[Mapping], Talk] = talk_from_entry,
+) -> ParsedFeed:
+    """`parse_feed` of a document `prepared()` has made safe (`data` is as fetched), each
+    talk read out of its entry with `read`."""
     try:
         parsed = run_feedparser(document)
     except Exception as exc:
@@ -101,7 +108,7 @@ def parse_prepared(data: bytes, document: bytes, warnings: list[str]) -> ParsedF
         warnings.append(f"malformed feed: {_describe(parsed.get('bozo_exception'))}")
     if not parsed.get("version") and not parsed.entries:
         return ParsedFeed([], error=_not_a_feed(data, parsed))
-    numbered, skipped = numbered_talks(parsed.entries)
+    numbered, skipped = numbered_talks(parsed.entries, read)
     feed_title = parsed.get("feed", {}).get("title")
     return ParsedFeed(
         [talk for _, talk in numbered],
@@ -121,14 +128,16 @@ def unparseable_error(exc: Exception) -> str:
     return f"unparseable: {type(exc).__name__}: {_describe(exc)}"
 
 
-def numbered_talks(entries: list) -> tuple[list[tuple[int, Talk]], list[str]]:
+def numbered_talks(
+    entries: list, read: Callable[[Mapping], Talk] = talk_from_entry
+) -> tuple[list[tuple[int, Talk]], list[str]]:
     """The talks of feedparser's entries, each with its entry's index; one per GUID."""
     talks: list[tuple[int, Talk]] = []
     warnings: list[str] = []
     seen_guids: set[str] = set()
     for index, entry in enumerate(entries):
         try:
-            talk = talk_from_entry(entry)
+            talk = read(entry)
         except Exception as exc:
             warnings.append(f"item {index + 1} skipped: {type(exc).__name__}: {_describe(exc)}")
             continue

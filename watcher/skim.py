@@ -44,7 +44,7 @@ from watcher.feed import (
     refused_error,
     unparseable_error,
 )
-from watcher.talk import _YOUTUBE_ID, Talk, talk_from_entry
+from watcher.talk import _YOUTUBE_ID, Talk, identity_from_entry, talk_from_entry
 
 # The elements feedparser reads an entry's content or summary from (any namespace).
 _CONTENT = frozenset({"description", "summary", "content", "encoded", "body"})
@@ -128,7 +128,9 @@ class _Document:
         items = _items(root)
         tokens = itertools.count()
         contents = [_stand_ins(item, tokens) for item in items]
-        light = parse_prepared(data, prolog + etree.tostring(root, encoding="utf-8"), warnings)
+        light = parse_prepared(
+            data, prolog + etree.tostring(root, encoding="utf-8"), warnings, identity_from_entry
+        )
         if light.error or light.entry_count != len(items):
             return None
         numbered = list(zip(light.entry_numbers, light.talks, strict=True))
@@ -236,7 +238,17 @@ def _put_back(entry: dict, originals: dict[str, str]) -> bool:
                     dict.__setitem__(part, "value", originals[part["value"]])
         elif isinstance(value, dict) and value.get("value") in originals:
             dict.__setitem__(value, "value", originals[value["value"]])
-    return _TOKEN not in repr(entry)
+    return not _holds_token(entry)
+
+
+def _holds_token(value: object) -> bool:
+    if isinstance(value, str):
+        return _TOKEN in value
+    if isinstance(value, dict):
+        return any(map(_holds_token, value.values()))
+    if isinstance(value, list | tuple):
+        return any(map(_holds_token, value))
+    return False
 
 
 def _plain_text(element: etree._Element) -> bool:

@@ -12,7 +12,7 @@ import hashlib
 import re
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import islice
@@ -113,21 +113,37 @@ class Slide:
 
 def talk_from_entry(entry: Mapping) -> Talk:
     """Read one talk out of a feedparser entry (parsed with `sanitize_html=False`)."""
-    raw_title = clean_text(entry.get("title") or "")
-    title, speaker, event = split_title(raw_title)
-    url = safe_url(entry.get("link"))
-    published = _published(entry)
+    identity = identity_from_entry(entry)
     description, base = _description_html(entry)
     root = _html_root(description)
     slides = _slides(root, base) if root is not None else []
     claimed = _claimed_slide_count(root)
-    video_id = _video_id(description, entry)
     if slides:
         lines = list(
             islice((line for s in slides if (line := shorten(s.transcript))), FIRST_LINES_MAX)
         )
     else:
         lines = first_sentences(_plain_text(root))
+    return replace(
+        identity,
+        slide_count=claimed if claimed is not None else (len(slides) or None),
+        slides_present=len(slides),
+        duration=slides[-1].seconds if slides else None,
+        thumbnail=next((s.image for s in slides if s.image), None),
+        first_lines=lines[:FIRST_LINES_MAX],
+    )
+
+
+def identity_from_entry(entry: Mapping) -> Talk:
+    """A talk with only what names it read: GUID, title, link, video id, date. Its slides
+    and first lines are left empty: reading them is most of the work, and a poll needs
+    them only for a new talk."""
+    raw_title = clean_text(entry.get("title") or "")
+    title, speaker, event = split_title(raw_title)
+    url = safe_url(entry.get("link"))
+    published = _published(entry)
+    description, _ = _description_html(entry)
+    video_id = _video_id(description, entry)
     return Talk(
         guid=_guid(entry, url, raw_title, published),
         title=title,
@@ -138,11 +154,10 @@ def talk_from_entry(entry: Mapping) -> Talk:
         video_id=video_id,
         video_url=f"https://www.youtube.com/watch?v={video_id}" if video_id else None,
         published=published,
-        slide_count=claimed if claimed is not None else (len(slides) or None),
-        slides_present=len(slides),
-        duration=slides[-1].seconds if slides else None,
-        thumbnail=next((s.image for s in slides if s.image), None),
-        first_lines=lines[:FIRST_LINES_MAX],
+        slide_count=None,
+        slides_present=0,
+        duration=None,
+        thumbnail=None,
     )
 
 
