@@ -255,22 +255,20 @@ class Store:
             sweep_temporary_files(path)
         _migrate_v1(path, self.folder)
         self._batch = _Batch()
-        self._touched: list[_File] = []
         self.main = _File(path, self._batch, MAIN_FIELDS)
         self._check_schema()
         self._activity = {row["name"]: dict(row) for row in self.main["activity"].all()}
         self._activity_dirty = False
         self._feeds: dict[str, _File] = {}
+        self._outbox: dict[str, dict[str, Any]] = {}
         for feed_path in sorted(self.folder.glob("*.json")):
             file = _File(feed_path, self._batch, FEED_FIELDS)
             row = file["feed"].get(doc_id=1)
             if row is None:
                 raise StoreError(f"{feed_path}: the state file is damaged (it names no feed)")
             self._feeds[row["name"]] = file
-        self._outbox: dict[str, dict[str, Any]] = {}
-        self._index_outbox()
-        for feed in self._feeds:
-            self.release(feed)
+            self._index_outbox(row["name"])  # and let go of it: one feed in memory at a time
+        self._next_seq = max((row["seq"] for row in self._outbox.values()), default=0) + 1
 
     def _check_schema(self) -> None:
         meta = self.main["meta"]
@@ -285,12 +283,15 @@ class Store:
                 f" supported by this watcher (expects {SCHEMA_VERSION})"
             )
 
-    def _index_outbox(self) -> None:
-        """Every queued delivery in memory, for the delivery loops: no file is read for them."""
-        self._outbox = {
-            row["id"]: dict(row) for file in self._feeds.values() for row in file["outbox"].all()
-        }
-        self._next_seq = max((row["seq"] for row in self._outbox.values()), default=0) + 1
+    def _index_outbox(self, *feeds: str) -> None:
+        """Keep the queued deliveries of these feeds (or of all, afresh) in memory, for the
+        delivery loops: no file is read for them."""
+        if not feeds:
+            self._outbox.clear()
+        for feed in feeds or list(self._feeds):
+            rows = self._feeds[feed]["outbox"].all()
+            self._outbox.update((row["id"], dict(row)) for row in rows)
+            self.release(feed)
 
     def close(self) -> None:
         self.flush()
