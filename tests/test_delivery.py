@@ -210,7 +210,7 @@ def test_state_file_keeps_its_previous_version_to_recover_from(tmp_path, feed_ho
     broken = watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path)
     assert broken.returncode == 2 and "state.json.bak" in broken.stderr
     state.write_bytes(backup.read_bytes())
-    [feed_file] = (tmp_path / "state.feeds").glob("*.json")
+    [feed_file] = (tmp_path / "state.json.feeds").glob("*.json")
     written_once = feed_file.read_bytes()  # the first poll's; the second changed nothing
     feed_file.write_text("")
     broken = watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path)

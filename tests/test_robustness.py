@@ -350,3 +350,74 @@ def test_sigterm_lets_a_delivery_in_flight_finish(tmp_path, feed_host, daemons):
         assert destinations(tmp_path)["slow"]["queued"] == 0
     finally:
         server.stop()
+
+
+def _config_in(tmp_path, feed_host, webhook):
+    cfg = load_config(write_config(tmp_path, config(feed_host.url, hook("hook", webhook.url))))
+    return dataclasses.replace(cfg, state=tmp_path / "state.json")  # relative to the cwd
+
+
+def _poll_and_drain(cfg):
+    async def run():
+        store = Store(cfg.state)
+        try:
+            async with new_client(5) as client:
+                watcher = Watcher(cfg, store, client, utcnow)
+                result = await watcher.poll(cfg.feeds[0])
+                await watcher.drain()
+                return result, store.pending("hook"), store.seen_keys("talks")
+        finally:
+            store.close()
+
+    return asyncio.run(run())
+
+
+def test_a_new_talk_that_cannot_be_read_in_full_is_read_again_next_poll(
+    tmp_path, feed_host, webhook, monkeypatch
+):
+    """The feed's ETag and hash are not kept, so the same body is fetched and read again:
+    the talk is announced once it can be read, not lost behind "unchanged"."""
+    import watcher.skim
+
+    cfg = _config_in(tmp_path, feed_host, webhook)
+    _poll_and_drain(cfg)
+    feed_host.set_body(add_talk(feed_host.body, *NEW))
+    real_talks = watcher.skim.FeedRead.talks
+    monkeypatch.setattr(watcher.skim.FeedRead, "talks", lambda self, guids: [])
+    result, pending, seen = _poll_and_drain(cfg)
+    assert result.ok and result.announced == 0 and webhook.received == []
+    assert not any(NEW[0].lower() in key for key in seen), "not marked seen unread"
+    report = watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path)
+    assert "could not be read in full" in json.loads(report.stdout)["feeds"][0]["last_error"]
+    monkeypatch.setattr(watcher.skim.FeedRead, "talks", real_talks)
+    result, pending, _ = _poll_and_drain(cfg)
+    assert result.announced == 1 and pending == []
+    assert [p["talk"]["video_id"] for p in webhook.received] == [NEW[0]]
+    _poll_and_drain(cfg)
+    assert len(webhook.received) == 1
+
+
+def test_a_poll_that_cannot_be_written_keeps_nothing_and_is_done_again(
+    tmp_path, feed_host, webhook, monkeypatch
+):
+    """A full disk: the poll fails in one line, nothing of it stays in memory to be
+    delivered, and the next poll records and announces the talk once."""
+    cfg = _config_in(tmp_path, feed_host, webhook)
+    _poll_and_drain(cfg)
+    feed_host.set_body(add_talk(feed_host.body, *NEW))
+    original = AtomicJSONStorage.write
+
+    def full_disk(self, data):
+        if ".feeds" in str(self.path.parent):
+            raise OSError(28, "No space left on device")
+        original(self, data)
+
+    monkeypatch.setattr(AtomicJSONStorage, "write", full_disk)
+    result, pending, seen = _poll_and_drain(cfg)
+    assert not result.ok and "No space left on device" in result.error
+    assert pending == [] and not any(NEW[0].lower() in key for key in seen)
+    assert webhook.received == []
+    monkeypatch.setattr(AtomicJSONStorage, "write", original)
+    result, _, _ = _poll_and_drain(cfg)
+    assert result.announced == 1
+    assert [p["talk"]["video_id"] for p in webhook.received] == [NEW[0]]

@@ -470,6 +470,14 @@ DTD = '<!DOCTYPE rss SYSTEM "https://feeds.example/rss.dtd">'
 TITLE_NBSP = "<item><title>A&nbsp;B</title><guid>g</guid></item><item><guid>g2</guid></item>"
 NEXT_ITEM_RELATIVE = '<item><guid isPermaLink="false">g2</guid><link>rel/x</link></item>'
 SHAPES = {
+    # feedparser maps C1 characters through cp1252 (NEL → …) and mends Latin-1 mojibake:
+    # the link is read in the text as it keeps it
+    "a C1 character in a watch?-query": one_item(
+        f"<description>youtube.com/watch?t=1\x85&amp;v={V}</description>"
+    ),
+    "mojibake in a watch?-query": one_item(
+        f"<description>youtube.com/watch?t=\u00e2\u0080\u00a8&amp;v={V}</description>"
+    ),
     # feedparser decodes base64 content: the link is in the decoded text only
     "base64 by mode": atom_content_of('mode="base64"', b64(f"youtu.be/{V}")),
     "base64 by type": atom_content_of('type="application/octet-stream"', b64(f"youtu.be/{V}")),

@@ -167,7 +167,8 @@ def test_a_schema_1_state_file_is_split_per_feed_losing_nothing(tmp_path):
     assert [row["id"] for row in store.pending("hook")] == ["talks-d1", "talks-d2"]
     store.close()
     assert json.loads(state.read_text())["meta"]["1"]["schema_version"] == 2
-    assert json.loads((tmp_path / "state.json.bak").read_text()) == v1
+    assert json.loads((tmp_path / "state.json.schema1").read_text()) == v1
+    assert not (tmp_path / "state.json.bak").exists(), "copied back, it would migrate again"
     snapshot = read_snapshot(state)
     assert snapshot.feeds["talks"]["talks_seen"] == 1
     assert snapshot.destinations["hook"]["last_success"] == NOW
@@ -196,3 +197,14 @@ def test_a_released_feed_is_read_again_from_its_file_whole(tmp_path):
     assert store.pending("hook") == [] and store.seen_count("talks") == 1
     store.close()
     assert read_snapshot(state).outbox == []
+
+
+def test_two_state_files_in_one_folder_share_nothing(tmp_path):
+    first, second = Store(tmp_path / "watcher.json"), Store(tmp_path / "watcher.db")
+    with first.batch():
+        first.mark_seen("talks", [("a", {"guid:a"})], NOW)
+        first.enqueue(queued(1))
+    first.close()
+    assert second.pending("hook") == [] and second.seen_keys("talks") == set()
+    second.close()
+    assert Store(tmp_path / "watcher.json").seen_keys("talks") == {"guid:a"}

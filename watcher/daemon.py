@@ -76,6 +76,7 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> int:
                 name="write when each feed was polled",
                 max_instances=1,
                 coalesce=True,
+                misfire_grace_time=int(ACTIVITY_FLUSH_SECONDS),
             )
             deliveries = asyncio.create_task(watcher.deliverer.run_forever())
             scheduler.start()

@@ -17,7 +17,7 @@ from watcher.clock import iso
 from watcher.config import Config, FeedConfig
 from watcher.fetch import FetchError, fetch
 from watcher.schema import redact_feed_url
-from watcher.store import Store
+from watcher.store import Store, StoreError
 from watcher.talk import Talk
 
 log = logging.getLogger(__name__)
@@ -158,13 +158,20 @@ async def poll_feed(
         log.warning("feed %s: %s", feed.name, warning)
     by_guid = {talk.guid: talk for talk in talks}
     unread = [guid for guid in announce if guid not in by_guid]
-    if unread:  # not marked seen either: the next poll tries again
-        log.error("feed %s: %d new talks could not be read in full", feed.name, len(unread))
+    if unread:  # neither marked seen nor queued, and the body is read again next poll
+        success["last_error"] = (
+            f"{len(unread)} new talks could not be read in full; trying again next poll"
+        )
+        log.error("feed %s: %s", feed.name, success["last_error"])
         changes = Diff(
             [(t, keys) for t, keys in changes.new if t.guid not in unread], changes.present
         )
     announced = [by_guid[guid] for guid in announce if guid in by_guid]
-    _record(store, feed, config, changes, announced, baseline, now, success, fetched)
+    try:
+        _record(store, feed, config, changes, announced, baseline, now, success, fetched, unread)
+    except (OSError, StoreError) as exc:  # e.g. a full disk: nothing of this poll was kept
+        log.error("feed %s: cannot record this poll: %s", feed.name, exc)
+        return PollResult(feed.name, ok=False, error=f"cannot record this poll: {exc}")
     return PollResult(feed.name, ok=True, announced=len(announced))
 
 
@@ -202,8 +209,11 @@ def diff(talks: list[Talk], seen: set[str], dedup: Iterable[str]) -> Diff:
     return Diff([(talk, new[talk.guid]) for talk in ordered], present)
 
 
-def _record(store, feed, config, changes, announced, baseline, now, success, fetched) -> None:
-    """One write: the new talks marked seen, their deliveries queued, the feed's state."""
+def _record(store, feed, config, changes, announced, baseline, now, success, fetched, unread):
+    """One write: the new talks marked seen, their deliveries queued, the feed's state.
+
+    With talks left `unread`, the validators and hash are not kept, so that the next
+    poll fetches and reads the body again instead of ending at "unchanged"."""
     stamp = iso(now)
     prune_before = iso(now - timedelta(seconds=config.retention))
     with store.batch():
@@ -224,9 +234,9 @@ def _record(store, feed, config, changes, announced, baseline, now, success, fet
             feed.name,
             **success,
             baselined=True,
-            etag=fetched.etag,
-            last_modified=fetched.last_modified,
-            body_sha256=fetched.sha256,
+            etag=None if unread else fetched.etag,
+            last_modified=None if unread else fetched.last_modified,
+            body_sha256=None if unread else fetched.sha256,
         )
     if forgotten:
         log.info(

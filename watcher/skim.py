@@ -53,6 +53,7 @@ _ITEM_TAGS = ("{*}item", "{*}entry")
 _TEXT_TYPES = frozenset({"text", "plain", "html"})
 _TOKEN = "watcher-stand-in-"
 _C1_CONTROLS = re.compile("[\x80-\x9f]")
+_LATIN1 = re.compile("[\x80-\xff]")
 _STRICT = etree.XMLParser(
     resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, recover=False
 )
@@ -205,7 +206,9 @@ def _stand_ins(item: etree._Element, tokens: Iterator[int]) -> dict[str, str]:
         text = child.text or ""
         if len(child) or not text.strip() or not _plain_text(child):
             continue
-        match = _YOUTUBE_ID.search(text)
+        # The link as feedparser will see it: its Latin-1 and cp1252 mending can only change
+        # text with characters from U+0080 to U+00FF, and those are rare.
+        match = _YOUTUBE_ID.search(_as_feedparser_keeps(text) if _LATIN1.search(text) else text)
         token = f"{_TOKEN}{next(tokens)}"
         stand_in = etree.Element(child.tag, attrib=dict(child.attrib), nsmap=child.nsmap)
         stand_in.text = f"{match.group()} {token}" if match else token

@@ -62,7 +62,9 @@ def temp_prefix(path: Path) -> str:
 
 
 def feeds_folder(path: Path) -> Path:
-    return path.with_name(f"{path.stem}.feeds")
+    """`state/watcher.json` → `state/watcher.json.feeds/`: another state file in the same
+    folder (`watcher.db`, say) has its own."""
+    return path.with_name(f"{path.name}.feeds")
 
 
 def feed_file_name(feed: str) -> str:
@@ -258,7 +260,10 @@ class Store:
         self.main = _File(path, self._batch, MAIN_FIELDS)
         self._check_schema()
         self._activity = {row["name"]: dict(row) for row in self.main["activity"].all()}
-        self._activity_dirty = False
+        self._activity_in_batch: dict[str, dict[str, Any]] = {}
+        self._destinations = {row["name"]: dict(row) for row in self.main["destinations"].all()}
+        self._lazy_dirty = False
+        self._touched: set[str] = set()
         self._feeds: dict[str, _File] = {}
         self._outbox: dict[str, dict[str, Any]] = {}
         for feed_path in sorted(self.folder.glob("*.json")):
@@ -302,46 +307,66 @@ class Store:
             self._lock_handle = None
 
     def flush(self) -> None:
-        """Write when each feed was last polled (kept in memory between flushes)."""
-        if not self._activity_dirty:
+        """Write what is kept in memory between flushes: when each feed was last polled,
+        and how each destination fared (neither decides anything)."""
+        if not self._lazy_dirty:
             return
         with self.batch():
-            table = self.main["activity"]
-            table.truncate()
-            table.insert_multiple(self._activity.values())
-        self._activity_dirty = False
+            for name, rows in (("activity", self._activity), ("destinations", self._destinations)):
+                table = self.main[name]
+                table.truncate()
+                table.insert_multiple(rows.values())
+        self._lazy_dirty = False
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
         """Everything changed inside lands when it ends (one write per file changed), or,
-        if it raises, nothing does."""
+        if it raises (writing included), nothing of it is kept, in memory either."""
         self._batch.depth += 1
         try:
             yield
-        except BaseException:
             if self._batch.depth == 1:
                 for file in (*self._feeds.values(), self.main):
-                    if file.middleware.dirty:
-                        file.discard()
-                for feed, file in list(self._feeds.items()):
-                    if not file.path.exists():  # created in this batch: never written
-                        del self._feeds[feed]
-                self._index_outbox()
+                    file.middleware.flush()
+        except BaseException:
+            if self._batch.depth == 1:
+                self._roll_back()
             raise
         finally:
             self._batch.depth -= 1
-        if self._batch.depth == 0:
-            for file in (*self._feeds.values(), self.main):
-                file.middleware.flush()
+            if self._batch.depth == 0:
+                self._end_batch()
+
+    def _roll_back(self) -> None:
+        for file in (*self._feeds.values(), self.main):
+            if file.middleware.dirty:
+                file.discard()
+        for feed, file in list(self._feeds.items()):
+            if not file.path.exists():  # created in this batch: never written
+                del self._feeds[feed]
+                self._touched.discard(feed)
+        self._activity_in_batch.clear()
+        self._index_outbox()
+
+    def _end_batch(self) -> None:
+        for feed, fields in self._activity_in_batch.items():
+            self._activity.setdefault(feed, {"name": feed}).update(fields)
+            self._lazy_dirty = True
+        self._activity_in_batch.clear()
+        for feed in self._touched:
+            self.release(feed)
+        self._touched.clear()
 
     def release(self, feed: str) -> None:
         """Let go of a feed's data between its polls (it is read again from its file when
         needed): memory follows the feeds being polled, not all the feeds there are."""
         file = self._feeds.get(feed)
-        if file is not None and not file.middleware.dirty and self._batch.depth == 0:
+        if file is not None and not file.middleware.dirty:
             file.middleware.cache = None
 
     def _feed(self, feed: str) -> _File:
+        if self._batch.depth:
+            self._touched.add(feed)
         file = self._feeds.get(feed)
         if file is None:
             file = _File(self.folder / feed_file_name(feed), self._batch, FEED_FIELDS)
@@ -355,15 +380,20 @@ class Store:
     def feed_state(self, feed: str) -> dict[str, Any]:
         file = self._feeds.get(feed)
         row = file["feed"].get(doc_id=1) if file else None
-        return {**(row or {}), **self._activity.get(feed, {})}
+        return {
+            **(row or {}),
+            **self._activity.get(feed, {}),
+            **self._activity_in_batch.get(feed, {}),
+        }
 
     def update_feed_state(self, feed: str, **fields: Any) -> None:
         """Change a feed's state; its file is written only when more than when it was last
         polled changes."""
         activity = {key: fields.pop(key) for key in ACTIVITY_FIELDS if key in fields}
         if activity:
-            self._activity.setdefault(feed, {"name": feed}).update(activity)
-            self._activity_dirty = True
+            self._activity_in_batch.setdefault(feed, {}).update(activity)
+            if not self._batch.depth:
+                self._end_batch()
         table = self._feed(feed)["feed"]
         current = table.get(doc_id=1) or {}
         if any(current.get(key) != value for key, value in fields.items()):
@@ -470,9 +500,9 @@ class Store:
         return len(dead)
 
     def update_destination_state(self, destination: str, **fields: Any) -> None:
-        self.main["destinations"].upsert(
-            {"name": destination, **fields}, Query().name == destination
-        )
+        """Note how a destination fares; written with `flush()`, like the poll times."""
+        self._destinations.setdefault(destination, {"name": destination}).update(fields)
+        self._lazy_dirty = True
 
 
 @dataclass(frozen=True)
@@ -524,7 +554,9 @@ def _migrate_v1(path: Path, folder: Path) -> None:
     """Split a schema-1 state file (everything in one file) into one file per feed.
 
     Each feed's file is written before the main file is rewritten, so a migration
-    killed half-way is simply done again from the untouched main file."""
+    killed half-way is simply done again from the untouched main file. The schema-1
+    file is kept as `<state>.schema1`, not as `<state>.bak`: copied back over the state,
+    it would be migrated again over newer feed files."""
     data = AtomicJSONStorage(str(path), None).read()
     meta = (data or {}).get("meta", {}).get("1", {}) if isinstance(data, dict) else {}
     if meta.get("schema_version") != 1:
@@ -550,6 +582,7 @@ def _migrate_v1(path: Path, folder: Path) -> None:
             if table == "seen":
                 row = {key: value for key, value in row.items() if key != "feed"}
             rows[str(len(rows) + 1)] = row
+    shutil.copyfile(path, path.with_name(f"{path.name}.schema1"))
     for name, feed_tables in per_feed.items():
         AtomicJSONStorage(str(folder / feed_file_name(name))).write(feed_tables)
     AtomicJSONStorage(str(path)).write(
@@ -559,6 +592,7 @@ def _migrate_v1(path: Path, folder: Path) -> None:
             "activity": activity,
         }
     )
+    backup_path(path).unlink(missing_ok=True)
 
 
 def _acquire_lock(path: Path):
