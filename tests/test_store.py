@@ -208,3 +208,22 @@ def test_two_state_files_in_one_folder_share_nothing(tmp_path):
     assert second.pending("hook") == [] and second.seen_keys("talks") == set()
     second.close()
     assert Store(tmp_path / "watcher.json").seen_keys("talks") == {"guid:a"}
+
+
+def test_a_failed_write_is_one_line_naming_the_file_and_keeps_nothing(tmp_path, monkeypatch):
+    state = tmp_path / "state.json"
+    store = Store(state)
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(StoreError) as failure, store.batch():
+        store.mark_seen("talks", [("a", {"guid:a"})], NOW)
+        store.enqueue(queued(1))
+    message = str(failure.value)
+    assert message.startswith(str(feed_file(state))) and "No space left on device" in message
+    assert "\n" not in message and store.pending("hook") == [] and store.seen_count("talks") == 0
+    assert not list(feeds_folder(state).glob(".*.tmp-*")), "no temporary file left behind"
+    monkeypatch.undo()
+    store.close()

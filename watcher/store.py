@@ -114,6 +114,12 @@ class AtomicJSONStorage(Storage):
         return data
 
     def write(self, data: dict[str, Any]) -> None:
+        try:
+            self._write(data)
+        except OSError as exc:  # a full disk, a read-only folder: one line, which file
+            raise StoreError(f"{self.path}: cannot write the state file: {exc}") from None
+
+    def _write(self, data: dict[str, Any]) -> None:
         directory = self.path.parent
         fd, temp = tempfile.mkstemp(prefix=temp_prefix(self.path), dir=directory)
         try:
