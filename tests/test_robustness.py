@@ -421,3 +421,20 @@ def test_a_poll_that_cannot_be_written_keeps_nothing_and_is_done_again(
     result, _, _ = _poll_and_drain(cfg)
     assert result.announced == 1
     assert [p["talk"]["video_id"] for p in webhook.received] == [NEW[0]]
+
+
+def test_a_304_poll_writes_no_feed_file(tmp_path, feed_host, webhook):
+    cfg = _config_in(tmp_path, feed_host, webhook)
+    _poll_and_drain(cfg)
+    [feed_file] = (tmp_path / "state.json.feeds").glob("*.json")
+    before = feed_file.stat().st_mtime_ns, feed_file.read_bytes()
+    first_poll = _last_poll(tmp_path)
+    result, _, _ = _poll_and_drain(cfg)
+    assert result.ok and feed_host.responses[-1] == 304
+    assert (feed_file.stat().st_mtime_ns, feed_file.read_bytes()) == before
+    assert _last_poll(tmp_path) > first_poll, "the poll's time is still recorded"
+
+
+def _last_poll(tmp_path) -> str:
+    report = watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path)
+    return json.loads(report.stdout)["feeds"][0]["last_poll"]

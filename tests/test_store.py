@@ -227,3 +227,23 @@ def test_a_failed_write_is_one_line_naming_the_file_and_keeps_nothing(tmp_path, 
     assert not list(feeds_folder(state).glob(".*.tmp-*")), "no temporary file left behind"
     monkeypatch.undo()
     store.close()
+
+
+def test_a_failed_batch_rereads_only_its_own_feeds(tmp_path, monkeypatch):
+    state = tmp_path / "state.json"
+    store = Store(state)
+    for feed in ("a", "b", "c"):
+        with store.batch():
+            store.enqueue(queued(1, feed))
+    reads = []
+    original = AtomicJSONStorage.read
+    monkeypatch.setattr(
+        AtomicJSONStorage, "read", lambda self: reads.append(self.path.name) or original(self)
+    )
+    with pytest.raises(RuntimeError), store.batch():
+        store.delivered("a-d1")
+        raise RuntimeError
+    assert set(reads) == {feed_file_name("a")}
+    assert [row["id"] for row in store.pending("hook")] == ["a-d1", "b-d1", "c-d1"]
+    monkeypatch.undo()
+    store.close()

@@ -68,7 +68,6 @@ class ParsedFeed:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     entry_numbers: list[int] = field(default_factory=list)  # each talk's index in the entries
-    entry_count: int = 0
     entries: list = field(default_factory=list, repr=False)  # feedparser's
 
 
@@ -115,7 +114,6 @@ def parse_prepared(
         title=clean_text(feed_title) if isinstance(feed_title, str) else None,
         warnings=warnings + skipped,
         entry_numbers=[number for number, _ in numbered],
-        entry_count=len(parsed.entries),
         entries=parsed.entries,
     )
 

@@ -81,7 +81,7 @@ class FeedRead:
             talks = self._document.whole([n for n, _ in chosen])
             if talks is not None and [talk.guid for talk in talks] == [g for _, g in chosen]:
                 return talks
-        full = self._full or parse_feed(self._data)  # alone, the items read otherwise: never guess
+        full = self._full or parse_feed(self._data)  # not exactly from the light copy: never guess
         return [talk for talk in full.talks if talk.guid in wanted]
 
 
@@ -132,7 +132,7 @@ class _Document:
         light = parse_prepared(
             data, prolog + etree.tostring(root, encoding="utf-8"), warnings, identity_from_entry
         )
-        if light.error or light.entry_count != len(items):
+        if light.error or len(light.entries) != len(items):
             return None
         numbered = list(zip(light.entry_numbers, light.talks, strict=True))
         troubled = len(light.warnings) > len(warnings)

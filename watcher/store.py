@@ -278,7 +278,7 @@ class Store:
             if row is None:
                 raise StoreError(f"{feed_path}: the state file is damaged (it names no feed)")
             self._feeds[row["name"]] = file
-            self._index_outbox(row["name"])  # and let go of it: one feed in memory at a time
+            self._index_outbox([row["name"]])  # and let go of it: one feed in memory at a time
         self._next_seq = max((row["seq"] for row in self._outbox.values()), default=0) + 1
 
     def _check_schema(self) -> None:
@@ -294,12 +294,10 @@ class Store:
                 f" supported by this watcher (expects {SCHEMA_VERSION})"
             )
 
-    def _index_outbox(self, *feeds: str) -> None:
-        """Keep the queued deliveries of these feeds (or of all, afresh) in memory, for the
-        delivery loops: no file is read for them."""
-        if not feeds:
-            self._outbox.clear()
-        for feed in feeds or list(self._feeds):
+    def _index_outbox(self, feeds: Iterable[str]) -> None:
+        """Keep the queued deliveries of these feeds in memory, for the delivery loops (no
+        file is read for them), and let go of the rest of their data."""
+        for feed in feeds:
             rows = self._feeds[feed]["outbox"].all()
             self._outbox.update((row["id"], dict(row)) for row in rows)
             self.release(feed)
@@ -332,7 +330,7 @@ class Store:
         try:
             yield
             if self._batch.depth == 1:
-                for file in (*self._feeds.values(), self.main):
+                for file in self._touched_files():
                     file.middleware.flush()
         except BaseException:
             if self._batch.depth == 1:
@@ -343,16 +341,23 @@ class Store:
             if self._batch.depth == 0:
                 self._end_batch()
 
+    def _touched_files(self) -> list[_File]:
+        """The files a batch may have changed: only its feeds' go through `_feed()`."""
+        return [self._feeds[feed] for feed in self._touched if feed in self._feeds] + [self.main]
+
     def _roll_back(self) -> None:
-        for file in (*self._feeds.values(), self.main):
+        for file in self._touched_files():
             if file.middleware.dirty:
                 file.discard()
-        for feed, file in list(self._feeds.items()):
-            if not file.path.exists():  # created in this batch: never written
+        for feed in self._touched:
+            file = self._feeds.get(feed)
+            if file is not None and not file.path.exists():  # created in this batch
                 del self._feeds[feed]
-                self._touched.discard(feed)
         self._activity_in_batch.clear()
-        self._index_outbox()
+        for delivery_id, row in list(self._outbox.items()):
+            if row["feed"] in self._touched:
+                del self._outbox[delivery_id]
+        self._index_outbox([feed for feed in self._touched if feed in self._feeds])
 
     def _end_batch(self) -> None:
         for feed, fields in self._activity_in_batch.items():
