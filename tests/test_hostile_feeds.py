@@ -26,7 +26,8 @@ from hypothesis import strategies as st
 
 from tests.conftest import FIXTURES, seed_bytes
 from watcher.feed import ParsedFeed, parse_feed
-from watcher.talk import clean_text, first_sentences, safe_url, shorten
+from watcher.talk import clean_text, first_sentences, shorten
+from watcher.urls import safe_url
 
 HOSTILE_DIR = FIXTURES / "hostile"
 REFUSED = "not a feed: refused: it declares XML entities"
@@ -172,14 +173,16 @@ HOSTILE = {
         check=lambda p: p.talks[0].first_lines == ["See \ufffd here."],
     ),
     "missing-fields.xml": Outcome(
-        "items without title, link, guid or date: talks with a sha256 guid and nulls",
-        2,
+        "items without link, guid or date: a titled one is a talk with a sha256 guid and "
+        "nulls; one with no title, link or video is no talk, and skipped with a warning",
+        1,
+        warning="item 1 skipped: no title, link or video",
         check=lambda p: (
             all(
                 t.guid.startswith("sha256:") and (t.url, t.published) == (None, None)
                 for t in p.talks
             )
-            and titles(p) == ["", "Only a title"]
+            and titles(p) == ["Only a title"]
         ),
     ),
     "odd-dates.xml": Outcome(
@@ -192,10 +195,14 @@ HOSTILE = {
     ),
     "hostile-urls.xml": Outcome(
         "javascript:, data:, file:, vbscript:, relative, protocol-relative, host-less, "
-        "quoted links and slide images: all null; the one https talk keeps both",
+        "quoted links and slide images: all null; the one https talk keeps both, and a raw "
+        "space in an image URL is percent-encoded",
         11,
         check=lambda p: (
-            [(t.url, t.thumbnail) for t in p.talks if t.guid != "good"] == [(None, None)] * 10
+            [(t.url, t.thumbnail) for t in p.talks if t.guid not in ("good", "bad-quotes")]
+            == [(None, None)] * 9
+            and (by_guid(p)["bad-quotes"].url, by_guid(p)["bad-quotes"].thumbnail)
+            == (None, "https://ok.example/a%20b.png")
             and (by_guid(p)["good"].url, by_guid(p)["good"].thumbnail)
             == ("https://talks.example.org/good", "https://talks.example.org/good/slide_000.png")
         ),
@@ -206,9 +213,11 @@ HOSTILE = {
         check=lambda p: p.talks[0].url is None,
     ),
     "not-well-formed.xml": Outcome(
-        "unclosed and mismatched tags: the 3 items read, with a warning",
-        3,
+        "unclosed and mismatched tags: the 2 items read, with a warning; the third, of which "
+        "the loose parser kept nothing, is skipped and said so",
+        2,
         warning="malformed feed",
+        check=lambda p: p.degraded and "item 3 skipped: no title, link or video" in p.warnings,
     ),
     "truncated.xml": Outcome(
         "cut off inside the last item: both items read, with a warning",

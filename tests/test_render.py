@@ -12,6 +12,7 @@ from slack_sdk.models.blocks import Block
 from tests.conftest import SEED_FEED
 from watcher.feed import parse_feed
 from watcher.notifiers.base import Delivery
+from watcher.notifiers.console import render as render_console
 from watcher.notifiers.email import render as render_email
 from watcher.notifiers.slack import render as render_slack
 from watcher.notifiers.webhook import render as render_webhook
@@ -135,3 +136,21 @@ def test_webhook_payload_is_valid_json_even_for_broken_unicode():
     talk = hostile_talk(title=clean_text("bad \udcff surrogate"))
     body = json.dumps(render_webhook(Delivery("id", "talks", "hook", talk)), ensure_ascii=False)
     assert json.loads(body.encode("utf-8"))["talk"]["title"] == "bad \ufffd surrogate"
+
+
+def test_a_truncated_talks_duration_reads_as_a_lower_bound_everywhere():
+    """The seed's second item claims 151 slides and carries 2: its last slide's time is
+    not the talk's length, and every destination says so."""
+    truncated = parse_feed(SEED_FEED.read_bytes()).talks[1]
+    assert (truncated.duration, truncated.duration_is_partial) == (114, True)
+    delivery = Delivery("id", "talks", "dest", truncated)
+
+    slack = json.dumps(render_slack(delivery), ensure_ascii=False)
+    mail = render_email(delivery, "from@example.com", ("to@example.com",))
+    bodies = [part.get_content() for part in mail.walk() if not part.is_multipart()]
+    for text in [render_console(delivery), slack, *bodies]:
+        assert "at least 1:54" in text
+    payload = render_webhook(delivery)
+    assert payload["talk"]["duration_is_partial"] is True
+    complete = Delivery("id", "talks", "dest", parse_feed(SEED_FEED.read_bytes()).talks[0])
+    assert "at least" not in render_console(complete)

@@ -13,6 +13,7 @@ import io
 import logging
 import re
 import xml.parsers.expat
+import xml.sax
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ from feedparser.encodings import (
 )
 from feedparser.sanitizer import replace_doctype
 
+from watcher.identity import distinct_talks
 from watcher.talk import Talk, clean_text, talk_from_entry
 
 log = logging.getLogger(__name__)
@@ -61,12 +63,15 @@ class ParsedFeed:
 
     `error` is set when the document is not a usable feed (no talks could be
     read); `warnings` note what was wrong with a feed that could still be read.
+    `degraded`: the document is not well-formed XML and was read by feedparser's
+    loose parser, which recovers what it can (a truncated or broken document).
     """
 
     talks: list[Talk]
     title: str | None = None
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    degraded: bool = False
     entry_numbers: list[int] = field(default_factory=list)  # each talk's index in the entries
     entries: list = field(default_factory=list, repr=False)  # feedparser's
 
@@ -107,12 +112,14 @@ def parse_prepared(
         warnings.append(f"malformed feed: {_describe(parsed.get('bozo_exception'))}")
     if not parsed.get("version") and not parsed.entries:
         return ParsedFeed([], error=_not_a_feed(data, parsed))
-    numbered, skipped = numbered_talks(parsed.entries, read)
+    degraded = isinstance(parsed.get("bozo_exception"), xml.sax.SAXException)
+    numbered, skipped = numbered_talks(parsed.entries, read, degraded)
     feed_title = parsed.get("feed", {}).get("title")
     return ParsedFeed(
         [talk for _, talk in numbered],
         title=clean_text(feed_title) if isinstance(feed_title, str) else None,
         warnings=warnings + skipped,
+        degraded=degraded,
         entry_numbers=[number for number, _ in numbered],
         entries=parsed.entries,
     )
@@ -127,22 +134,25 @@ def unparseable_error(exc: Exception) -> str:
 
 
 def numbered_talks(
-    entries: list, read: Callable[[Mapping], Talk] = talk_from_entry
+    entries: list, read: Callable[[Mapping], Talk] = talk_from_entry, degraded: bool = False
 ) -> tuple[list[tuple[int, Talk]], list[str]]:
-    """The talks of feedparser's entries, each with its entry's index; one per GUID."""
+    """The talks of feedparser's entries, each with its entry's index and a name of its
+    own (see `watcher.identity`)."""
     talks: list[tuple[int, Talk]] = []
     warnings: list[str] = []
-    seen_guids: set[str] = set()
     for index, entry in enumerate(entries):
         try:
             talk = read(entry)
         except Exception as exc:
             warnings.append(f"item {index + 1} skipped: {type(exc).__name__}: {_describe(exc)}")
             continue
-        if talk.guid not in seen_guids:
-            seen_guids.add(talk.guid)
-            talks.append((index, talk))
-    return talks, warnings
+        talks.append((index, talk))
+    distinct, skipped = distinct_talks(talks, entries, degraded)
+    return distinct, sorted(warnings + skipped, key=_item_number)
+
+
+def _item_number(warning: str) -> int:
+    return int(warning.split()[1])
 
 
 def prepared(data: bytes) -> tuple[bytes, list[str]]:

@@ -3,7 +3,7 @@
 feedparser spends about 0.3 s of CPU on a 1.2 MB feed, nearly all of it on the
 items' content (HTML), and a poll only needs the content of new talks. So lxml
 reads the document once, and feedparser reads a light copy of it in which every
-item's content is a stand-in: the first YouTube link in it, if any, and a token.
+item's content is a stand-in: the video link read from it (embed first), if any, and a token.
 That yields each talk's GUID, link, video id and date exactly as the full parse
 would. For the talks asked for, the tokens in their feedparser entries are then
 replaced by what feedparser would have made of the content (`_as_feedparser_keeps`),
@@ -30,7 +30,7 @@ import itertools
 import re
 import xml.parsers.expat
 from collections.abc import Collection, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from feedparser.mixin import _cp1252
 from lxml import etree
@@ -44,7 +44,8 @@ from watcher.feed import (
     refused_error,
     unparseable_error,
 )
-from watcher.talk import _YOUTUBE_ID, Talk, identity_from_entry, talk_from_entry
+from watcher.media import content_video_link
+from watcher.talk import Talk, identity_from_entry, talk_from_entry
 
 # The elements feedparser reads an entry's content or summary from (any namespace).
 _CONTENT = frozenset({"description", "summary", "content", "encoded", "body"})
@@ -67,6 +68,7 @@ class FeedRead:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     skimmed: bool = False  # whether the cheap path was taken (else everything was parsed)
+    degraded: bool = False  # see ParsedFeed.degraded
     _document: _Document | None = None
     _full: ParsedFeed | None = None
     _data: bytes = b""
@@ -77,9 +79,9 @@ class FeedRead:
         if not wanted:
             return []
         if self._document is not None:
-            chosen = [(n, talk.guid) for n, talk in self._document.numbered if talk.guid in wanted]
-            talks = self._document.whole([n for n, _ in chosen])
-            if talks is not None and [talk.guid for talk in talks] == [g for _, g in chosen]:
+            chosen = [(n, talk) for n, talk in self._document.numbered if talk.guid in wanted]
+            talks = self._document.whole(chosen)
+            if talks is not None:
                 return talks
         full = self._full or parse_feed(self._data)  # not exactly from the light copy: never guess
         return [talk for talk in full.talks if talk.guid in wanted]
@@ -99,11 +101,14 @@ def read_feed(data: bytes) -> FeedRead:
             [talk for _, talk in skim.numbered],
             warnings=skim.warnings,
             skimmed=True,
+            degraded=skim.degraded,
             _document=skim,
             _data=data,
         )
     full = parse_prepared(data, document, warnings)
-    return FeedRead(full.talks, full.error, full.warnings, _full=full, _data=data)
+    return FeedRead(
+        full.talks, full.error, full.warnings, degraded=full.degraded, _full=full, _data=data
+    )
 
 
 @dataclass
@@ -115,6 +120,7 @@ class _Document:
     # feedparser had something to say of the light copy: it fell back to its loose parser
     # (which decodes text otherwise than _as_feedparser_keeps), or skipped an item
     troubled: bool
+    degraded: bool
 
     @classmethod
     def read(cls, data: bytes, document: bytes, warnings: list[str]) -> _Document | None:
@@ -136,15 +142,15 @@ class _Document:
             return None
         numbered = list(zip(light.entry_numbers, light.talks, strict=True))
         troubled = len(light.warnings) > len(warnings)
-        return cls(light.entries, contents, numbered, light.warnings, troubled)
+        return cls(light.entries, contents, numbered, light.warnings, troubled, light.degraded)
 
-    def whole(self, numbers: list[int]) -> list[Talk] | None:
-        """The full talks of the items with these indices: their entries get their content
-        back. None if that cannot be done exactly."""
+    def whole(self, chosen: list[tuple[int, Talk]]) -> list[Talk] | None:
+        """The full talks of these identities (with their items' indices): their entries get
+        their content back. None if that cannot be done exactly."""
         if self.troubled:
             return None
         talks = []
-        for number in numbers:
+        for number, identity in chosen:
             entry = self.entries[number]
             originals = {
                 stand_in: _as_feedparser_keeps(text)
@@ -153,10 +159,24 @@ class _Document:
             if not _put_back(entry, originals):
                 return None
             try:
-                talks.append(talk_from_entry(entry))
+                talk = talk_from_entry(entry)
             except Exception:
                 return None
+            if not _same_item(talk, identity):
+                return None
+            talks.append(replace(talk, guid=identity.guid))  # the name the document gave it
         return talks
+
+
+def _same_item(talk: Talk, identity: Talk) -> bool:
+    """Whether the full read of an item names it as its light read did (before the document
+    gave it a name of its own, `watcher.identity`)."""
+    named = talk.guid == identity.guid or identity.guid.startswith(f"{talk.guid}#")
+    return named and (talk.url, talk.video_id, talk.raw_title) == (
+        identity.url,
+        identity.video_id,
+        identity.raw_title,
+    )
 
 
 class _RootReached(Exception):
@@ -193,7 +213,7 @@ def _items(root: etree._Element) -> list[etree._Element]:
 
 def _stand_ins(item: etree._Element, tokens: Iterator[int]) -> dict[str, str]:
     """Swap each content element of the item for a light copy: same tag and attributes,
-    its text the first YouTube link in it (if any) and a token unique in the document.
+    its text the video link read from it (if any) and a token unique in the document.
     Returns each stand-in's text → the original's text.
 
     Kept whole: markup (feedparser rebuilds it without comments, processing instructions,
@@ -208,10 +228,10 @@ def _stand_ins(item: etree._Element, tokens: Iterator[int]) -> dict[str, str]:
             continue
         # The link as feedparser will see it: its Latin-1 and cp1252 mending can only change
         # text with characters from U+0080 to U+00FF, and those are rare.
-        match = _YOUTUBE_ID.search(_as_feedparser_keeps(text) if _LATIN1.search(text) else text)
+        link = content_video_link(_as_feedparser_keeps(text) if _LATIN1.search(text) else text)
         token = f"{_TOKEN}{next(tokens)}"
         stand_in = etree.Element(child.tag, attrib=dict(child.attrib), nsmap=child.nsmap)
-        stand_in.text = f"{match.group()} {token}" if match else token
+        stand_in.text = f"{link} {token}" if link else token
         stand_in.tail = child.tail
         item.replace(child, stand_in)
         swapped[stand_in.text] = text

@@ -12,14 +12,16 @@ import hashlib
 import re
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import islice
-from urllib.parse import urljoin, urlsplit
 
 import lxml.etree
 import lxml.html
+
+from watcher.media import enclosure_pictures, entry_pictures, entry_video
+from watcher.urls import resolve_url, safe_url
 
 FIRST_LINES_MAX = 3
 FIRST_LINE_CHARS = 300
@@ -52,10 +54,6 @@ _BLOCK_TAGS = (
 # ~100 KB of digits or of repeated "youtube.com/watch?".
 _SLIDE_HEADING = re.compile(r"Slide\s+(\d{1,6})\s*[—–-]\s*((?:\d{1,4}:)?\d{1,2}:\d{2})")
 _SLIDES_CLAIMED = re.compile(r"(?<!\d)(\d{1,6})\s++slides?\s+extracted", re.IGNORECASE)
-_YOUTUBE_ID = re.compile(
-    r"(?:youtube(?:-nocookie)?\.com/(?:embed/|watch\?(?:[^\s\"'<>/?]*?&(?:amp;)?)?v=|shorts/)"
-    r"|youtu\.be/)([A-Za-z0-9_-]{11})(?![A-Za-z0-9_-])"
-)
 # A start or end tag as HTML5 tokenizes it, with at most MAX_TAG_ATTRIBUTES attributes and
 # no "<" or stray quote inside. libxml2 compares each attribute's name with all before it,
 # so one tag with 100,000 attributes (1 MB) takes minutes; a "<" that does not begin such a
@@ -70,12 +68,19 @@ _PLAIN_TAG = (
     rf"[{_TAG_SPACE}/]*+(?:>|\Z)"
 )
 _CROWDED_TAG = re.compile(rf"<(?!{_PLAIN_TAG})(?={_TAG_START})")
+# A tag that runs into the next one (`<BR <a href=…>`): HTML5 reads the second "<" as part
+# of the first tag, libxml2 as text. The run stops at the next "<", ">" or quote: linear.
+_UNCLOSED_TAG = re.compile(r"(<[A-Za-z][^<>\"']{0,200})<(?=/?[A-Za-z])")
+_TITLE_SEPARATOR = re.compile(r"(?:^|(?<=\s))\|(?=\s|$)")
+_MARKUP = re.compile(r"<[A-Za-z/!?]")
 _BLANK = r"\s\x00-\x08\x0b\x0c\x0e-\x1f\x7f"  # what clean_text() makes one space of
 # A sentence of the cleaned text: from a kept character to a ".!?…" that a blank follows.
 _SENTENCE = re.compile(rf"[^{_BLANK}].*?(?:(?<=[.!?…])(?=[{_BLANK}])|\Z)", re.DOTALL)
+# The same, where a line break also ends one: text with no markup (YouTube's and podcasts'
+# descriptions) is written in lines.
+_LINE = re.compile(rf"[^{_BLANK}].*?(?:(?<=[.!?…])(?=[{_BLANK}])|(?=[\n\r])|\Z)", re.DOTALL)
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
-_NOT_IN_URL = re.compile(r"[\s<>\"'\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # \s is str.isspace()
 _NOT_XML_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")  # lxml refuses them
 
 
@@ -93,7 +98,9 @@ class Talk:
     slide_count: int | None
     slides_present: int
     duration: int | None
-    thumbnail: str | None
+    # The feed carries only some of the slides it claims: the talk lasts at least `duration`.
+    duration_is_partial: bool = False
+    thumbnail: str | None = None
     first_lines: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -101,7 +108,14 @@ class Talk:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> Talk:
-        return cls(**{name: data.get(name) for name in cls.__dataclass_fields__})
+        """A talk as `to_dict` wrote it, also by an older version: a field it lacked takes
+        its default, or None."""
+        values = {
+            name: data.get(name)
+            for name, spec in cls.__dataclass_fields__.items()
+            if name in data or (spec.default is MISSING and spec.default_factory is MISSING)
+        }
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -118,20 +132,50 @@ def talk_from_entry(entry: Mapping) -> Talk:
     root = _html_root(description)
     slides = _slides(root, base) if root is not None else []
     claimed = _claimed_slide_count(root)
+    slide_count = claimed if claimed is not None else (len(slides) or None)
     if slides:
         lines = list(
             islice((line for s in slides if (line := shorten(s.transcript))), FIRST_LINES_MAX)
         )
     else:
-        lines = first_sentences(_plain_text(root))
+        lines = _first_lines(entry, description, root)
     return replace(
         identity,
-        slide_count=claimed if claimed is not None else (len(slides) or None),
+        slide_count=slide_count,
         slides_present=len(slides),
         duration=slides[-1].seconds if slides else None,
-        thumbnail=next((s.image for s in slides if s.image), None),
+        duration_is_partial=bool(slides) and slide_count is not None and len(slides) < slide_count,
+        thumbnail=_thumbnail(entry, slides, root, base),
         first_lines=lines[:FIRST_LINES_MAX],
     )
+
+
+def _first_lines(entry: Mapping, description: str, root: lxml.html.HtmlElement | None) -> list[str]:
+    """The first sentences of the first of the entry's texts that has any: a content that
+    is only an image falls back to the summary (or `media:description`, which feedparser
+    stores as one or the other)."""
+    lines = first_sentences(_plain_text(root), lines=not _MARKUP.search(description))
+    if lines:
+        return lines
+    for text, _ in _texts(entry):
+        if text is not description:
+            lines = first_sentences(_plain_text(_html_root(text)), lines=not _MARKUP.search(text))
+            if lines:
+                return lines
+    return []
+
+
+def _thumbnail(
+    entry: Mapping, slides: list[Slide], root: lxml.html.HtmlElement | None, base: str
+) -> str | None:
+    """The first slide's image, else the entry's `media:thumbnail` or image `media:content`,
+    else the first `<img>` of the content, else an image enclosure or `itunes:image`."""
+    candidates: list[object] = [s.image for s in slides]
+    candidates += entry_pictures(entry)
+    if root is not None:
+        candidates += [resolve_url(base, img.get("src")) for img in islice(root.iter("img"), 8)]
+    candidates += enclosure_pictures(entry)
+    return next((url for value in candidates if (url := safe_url(value))), None)
 
 
 def identity_from_entry(entry: Mapping) -> Talk:
@@ -143,7 +187,7 @@ def identity_from_entry(entry: Mapping) -> Talk:
     url = safe_url(entry.get("link"))
     published = _published(entry)
     description, _ = _description_html(entry)
-    video_id = _video_id(description, entry)
+    video = entry_video(entry, description)
     return Talk(
         guid=_guid(entry, url, raw_title, published),
         title=title,
@@ -151,8 +195,8 @@ def identity_from_entry(entry: Mapping) -> Talk:
         event=event,
         raw_title=raw_title,
         url=url,
-        video_id=video_id,
-        video_url=f"https://www.youtube.com/watch?v={video_id}" if video_id else None,
+        video_id=video.youtube_id if video else None,
+        video_url=video.url if video else None,
         published=published,
         slide_count=None,
         slides_present=0,
@@ -162,28 +206,17 @@ def identity_from_entry(entry: Mapping) -> Talk:
 
 
 def split_title(raw_title: str) -> tuple[str, str | None, str | None]:
-    """`Title | Speaker | Event` → its parts; a two-part title's second part is the speaker."""
-    parts = [part.strip() for part in raw_title.split(" | ")]
-    title = parts[0]
-    speaker = parts[1] or None if len(parts) > 1 else None
-    event = " | ".join(parts[2:]) or None if len(parts) > 2 else None
+    """`Title | Speaker | Event` → its parts; a two-part title's second part is the speaker.
+
+    The parts are split on a `|` with a blank (or an end) on each side, so an empty part
+    (`Lightning talks |  | PyData Berlin`) keeps its place and reads as "not given"."""
+    parts = [part.strip() for part in _TITLE_SEPARATOR.split(raw_title)]
+    if len(parts) == 1:
+        return raw_title, None, None
+    title = parts[0] or raw_title
+    speaker = parts[1] or None
+    event = " | ".join(part for part in parts[2:] if part) or None
     return title, speaker, event
-
-
-def safe_url(value: object) -> str | None:
-    """The URL if it is an absolute http(s) URL, else None: feed links reach readers."""
-    if not isinstance(value, str):
-        return None
-    value = _SURROGATES.sub("\ufffd", value.strip())
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        return None
-    if _NOT_IN_URL.search(value):
-        return None
-    return value
 
 
 def clean_text(value: str) -> str:
@@ -210,10 +243,12 @@ def _enough_text(limit: int) -> re.Pattern[str]:
     return re.compile(rf"(?:[{_BLANK}]*+[^{_BLANK}]){{{limit + 1}}}")
 
 
-def first_sentences(text: str, count: int = FIRST_LINES_MAX) -> list[str]:
+def first_sentences(text: str, count: int = FIRST_LINES_MAX, lines: bool = False) -> list[str]:
     """The first sentences of `text` as clean_text() would split them, found lazily: a 10 MB
-    description is not cleaned and split whole for three lines."""
-    return [shorten(match.group()) for match in islice(_SENTENCE.finditer(text), count)]
+    description is not cleaned and split whole for three lines. With `lines`, a line break
+    ends a sentence too."""
+    pattern = _LINE if lines else _SENTENCE
+    return [shorten(match.group()) for match in islice(pattern.finditer(text), count)]
 
 
 def parse_timestamp(value: str) -> int:
@@ -250,31 +285,23 @@ def _description_html(entry: Mapping) -> tuple[str, str]:
     """The entry's content (else its summary) as HTML, and the URL its relative URLs are
     relative to (its xml:base): feedparser is asked not to rewrite the HTML, which took
     most of its time, so the few URLs read from it are resolved here."""
+    return next(_texts(entry), ("", ""))
+
+
+def _texts(entry: Mapping) -> Iterator[tuple[str, str]]:
+    """Each non-empty content of the entry, then its summary, with its xml:base."""
     for content in entry.get("content") or []:
         value = content.get("value") if isinstance(content, Mapping) else None
-        if value:
-            return value, _base(content)
+        if value and isinstance(value, str):
+            yield value, _base(content)
     summary = entry.get("summary") or entry.get("description") or ""
-    if not isinstance(summary, str):
-        return "", ""
-    return summary, _base(dict.get(entry, "summary_detail") or {})
+    if summary and isinstance(summary, str):
+        yield summary, _base(dict.get(entry, "summary_detail") or {})
 
 
 def _base(detail: object) -> str:
     base = detail.get("base") if isinstance(detail, Mapping) else None
     return base if isinstance(base, str) else ""
-
-
-def resolve_url(base: str, value: object) -> str | None:
-    """`value` made absolute against `base`, if it is a safe http(s) URL then (see safe_url)."""
-    if not isinstance(value, str):
-        return None
-    if base and not safe_url(value):
-        try:
-            value = urljoin(base, value.strip())
-        except ValueError:
-            return None
-    return safe_url(value)
 
 
 def _html_root(markup: str) -> lxml.html.HtmlElement | None:
@@ -289,6 +316,8 @@ def _html_root(markup: str) -> lxml.html.HtmlElement | None:
 
 
 def _fragment(markup: str) -> lxml.html.HtmlElement | None:
+    if "<" in markup:
+        markup = _UNCLOSED_TAG.sub(r"\1 ", markup)
     if _CROWDED_TAG.search(markup):
         markup = _CROWDED_TAG.sub("&lt;", markup)
     if not markup.strip():
@@ -300,6 +329,7 @@ def _fragment(markup: str) -> lxml.html.HtmlElement | None:
 
 
 def _plain_text(root: lxml.html.HtmlElement | None) -> str:
+    """The text a browser shows of the HTML."""
     if root is None:
         return ""
     for element in list(root.iter("script", "style")):
@@ -307,7 +337,8 @@ def _plain_text(root: lxml.html.HtmlElement | None) -> str:
             element.drop_tree()
     for element in root.iter(*_BLOCK_TAGS):
         element.tail = "\n" + (element.tail or "")  # paragraphs must not run together
-    return root.text_content()
+    text: str = root.text_content()
+    return text
 
 
 def _claimed_slide_count(root: lxml.html.HtmlElement | None) -> int | None:
@@ -377,21 +408,3 @@ def _outermost(root: lxml.html.HtmlElement, *tags: str) -> Iterator[lxml.html.Ht
     for element in root.iter(*tags):
         if next(element.iterancestors(*tags), None) is None:
             yield element
-
-
-def _video_id(description: str, entry: Mapping) -> str | None:
-    """The YouTube id, case preserved: from the description's embed/watch links, then links.
-
-    Never from the GUID, which this feed lower-cases.
-    """
-    candidates = [description]
-    candidates += [
-        link.get("href", "") for link in entry.get("links") or [] if hasattr(link, "get")
-    ]
-    candidates.append(entry.get("link") or "")
-    for text in candidates:
-        if isinstance(text, str):
-            match = _YOUTUBE_ID.search(text)
-            if match:
-                return match.group(1)
-    return None

@@ -11,6 +11,19 @@ def format_duration(seconds: int) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def duration_text(talk: Talk) -> str | None:
+    """The talk's length; of a truncated item, the time of its last slide in the feed, which
+    the talk lasts at least."""
+    if talk.duration is None:
+        return None
+    length = format_duration(talk.duration)
+    return (
+        f"at least {length} (the feed carries only some slides)"
+        if talk.duration_is_partial
+        else length
+    )
+
+
 def slides_text(talk: Talk) -> str | None:
     if talk.slide_count is None:
         return None
@@ -25,7 +38,7 @@ def facts(talk: Talk) -> list[tuple[str, str]]:
         ("Speaker", talk.speaker),
         ("Event", talk.event),
         ("Slides", slides_text(talk)),
-        ("Duration", format_duration(talk.duration) if talk.duration is not None else None),
+        ("Duration", duration_text(talk)),
         ("Published", talk.published[:10] if talk.published else None),
     ]
     return [(label, value) for label, value in candidates if value]
