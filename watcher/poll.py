@@ -127,13 +127,14 @@ async def poll_feed(
         "failures": 0,
         "retry_at": None,
         "gone": False,
+        "degraded": False,
     }
     if fetched.not_modified or (
         same_source and fetched.sha256 == state.get("body_sha256") and state.get("baselined")
     ):
         store.update_feed_state(
             feed.name,
-            **success,
+            **(success | _still_degraded(state)),
             etag=fetched.etag or state.get("etag"),
             last_modified=fetched.last_modified or state.get("last_modified"),
         )
@@ -146,6 +147,8 @@ async def poll_feed(
     read = await asyncio.to_thread(read_feed, fetched.body)
     if read.error:
         return _failed(store, feed, config, state, now, FetchError(read.error))
+    if read.degraded:
+        success |= _degraded(state, read.warnings)
     changes = diff(read.identities, store.seen_keys(feed.name), feed.dedup)
     baseline = not state.get("baselined")
     announce = [talk.guid for talk, _ in changes.new]
@@ -173,6 +176,29 @@ async def poll_feed(
         log.error("feed %s: cannot record this poll: %s", feed.name, exc)
         return PollResult(feed.name, ok=False, error=f"cannot record this poll: {exc}")
     return PollResult(feed.name, ok=True, announced=len(announced))
+
+
+def _degraded(state: dict, warnings: list[str]) -> dict:
+    """The bookkeeping of a poll whose document could only be read by recovering from
+    broken XML: its talks count, but it is no sign that a failing feed is healthy again,
+    so the failures in a row are kept (neither reset nor counted up)."""
+    problem = next((w for w in warnings if w.startswith("malformed feed")), "malformed feed")
+    return {
+        "degraded": True,
+        "failures": int(state.get("failures") or 0),
+        "last_error": f"degraded: {problem}; read what could be recovered",
+    }
+
+
+def _still_degraded(state: dict) -> dict:
+    """An unchanged body of a degraded poll is as degraded as it was."""
+    if not state.get("degraded"):
+        return {}
+    return {
+        "degraded": True,
+        "failures": int(state.get("failures") or 0),
+        "last_error": state.get("last_error"),
+    }
 
 
 @dataclass(frozen=True)

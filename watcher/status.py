@@ -31,6 +31,7 @@ def collect_status(config: Config, now: datetime) -> dict[str, Any]:
                 "gone": bool(row.get("gone")) and row.get("gone_url") == feed.url,
                 "last_success": row.get("last_success"),
                 "last_error": row.get("last_error"),
+                "degraded": bool(row.get("degraded")),
                 "consecutive_failures": row.get("failures", 0),
                 "talks_seen": row.get("talks_seen", 0),
             }
@@ -93,7 +94,12 @@ def format_status(report: dict[str, Any]) -> str:
             f"{feed['last_poll'] or 'never'}; last success {feed['last_success'] or 'never'}; "
             f"next poll {feed['next_poll'] or 'at start'}"
         )
-        if feed["last_error"]:
+        if feed["degraded"]:
+            lines.append(
+                f"    {feed['last_error']} (failures in a row, not reset by it: "
+                f"{feed['consecutive_failures']})"
+            )
+        elif feed["last_error"]:
             lines.append(
                 f"    last error ({feed['consecutive_failures']} in a row): {feed['last_error']}"
             )
