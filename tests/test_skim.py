@@ -137,6 +137,8 @@ YOUTUBE_FORMS = [
     "https://youtu.be/{}",
     "https://youtu.be/{}?t=9",
     "https://www.youtube.com/shorts/{}",
+    "https://www.youtube.com/live/{}?si=x",
+    "https://yewtu.be/watch?v={}",
     "//www.youtube.com/embed/{}",
     "embed/{}",  # relative
     "watch?v={}",
@@ -144,6 +146,9 @@ YOUTUBE_FORMS = [
     "https://blog.example.org/youtube/{}/slide_000.png",
 ]
 NOT_YOUTUBE = [
+    "https://vimeo.com/76979871",
+    "https://player.vimeo.com/video/123456789?h=ab",
+    "https://media.example.org/Episode 12.mp3",
     "https://www.youtube.com/user/somebody",
     "https://youtube.com/watch?v=tooShort",
     "https://talks.example.org/t/1",
@@ -280,6 +285,7 @@ def rss_item(draw) -> str:
     if draw(st.booleans()):
         parts.append(f"<pubDate>{draw(st.sampled_from(DATES))}</pubDate>")
     parts += draw(st.lists(rss_content(), max_size=2))
+    parts += draw(st.lists(media_element(), max_size=2))
     if draw(st.integers(0, 19)) == 0:  # a name expat refuses, lxml not: feedparser reads loosely
         parts.append("<x\u0870/>")
     parts = draw(st.permutations(parts))
@@ -289,12 +295,36 @@ def rss_item(draw) -> str:
 
 
 @st.composite
+def media_element(draw) -> str:
+    """What podcasts and YouTube put beside the content: a file, a picture, a video id."""
+    url = quoteattr(draw(youtube_url()))
+    kind = quoteattr(draw(st.sampled_from(["audio/mpeg", "video/mp4", "image/jpeg", ""])))
+    return draw(
+        st.sampled_from(
+            [
+                f'<enclosure url={url} length="1" type={kind}/>',
+                f"<media:content url={url} type={kind}/>",
+                f"<media:thumbnail url={url}/>",
+                f"<yt:videoId>{draw(st.sampled_from([*IDS, 'bad']))}</yt:videoId>",
+                f"<media:group><media:description>{escape(draw(words))}</media:description>"
+                "</media:group>",
+            ]
+        )
+    )
+
+
+@st.composite
 def rss_document(draw) -> bytes:
-    declaration = ' xmlns:content="http://purl.org/rss/1.0/modules/content/"'
+    declaration = (
+        ' xmlns:content="http://purl.org/rss/1.0/modules/content/"'
+        ' xmlns:media="http://search.yahoo.com/mrss/"'
+        ' xmlns:yt="http://www.youtube.com/xml/schemas/2015"'
+    )
     on_root = draw(st.booleans())  # else on each item that uses it (or, at random, not)
     items = []
     for item in draw(st.lists(rss_item(), max_size=5)):
-        if not on_root and ("content:encoded" in item or draw(st.booleans())):
+        uses = ("content:encoded", "media:", "yt:")
+        if not on_root and (any(name in item for name in uses) or draw(st.booleans())):
             item = item.replace("<item", "<item" + declaration, 1)
         items.append(item)
     channel = f"<channel{draw(base_attribute())}><title>Random</title>{''.join(items)}</channel>"

@@ -129,12 +129,12 @@ def video_in_text(text: str) -> Video | None:
     return youtube(match["youtube"]) if match["youtube"] else vimeo(match["vimeo"])
 
 
-def content_video_link(content: str) -> str | None:
-    """The text of the video link `entry_video` would read from this content, embed
-    first: a light copy of the content that holds only it reads as the same video."""
+def content_video_stand_in(content: str) -> str | None:
+    """A short text from which `entry_video` reads the same video as from this content
+    (an embed stays an embed: it comes before the entry's enclosure, a link after)."""
     for match in _EMBED.finditer(content):
         if link := VIDEO_LINK.search(match.group("src")):
-            return link.group()
+            return f'<iframe src="{link.group()}"></iframe>'
     link = VIDEO_LINK.search(content)
     return link.group() if link else None
 

@@ -44,7 +44,7 @@ from watcher.feed import (
     refused_error,
     unparseable_error,
 )
-from watcher.media import content_video_link
+from watcher.media import content_video_stand_in
 from watcher.talk import Talk, identity_from_entry, talk_from_entry
 
 # The elements feedparser reads an entry's content or summary from (any namespace).
@@ -228,7 +228,7 @@ def _stand_ins(item: etree._Element, tokens: Iterator[int]) -> dict[str, str]:
             continue
         # The link as feedparser will see it: its Latin-1 and cp1252 mending can only change
         # text with characters from U+0080 to U+00FF, and those are rare.
-        link = content_video_link(_as_feedparser_keeps(text) if _LATIN1.search(text) else text)
+        link = content_video_stand_in(_as_feedparser_keeps(text) if _LATIN1.search(text) else text)
         token = f"{_TOKEN}{next(tokens)}"
         stand_in = etree.Element(child.tag, attrib=dict(child.attrib), nsmap=child.nsmap)
         stand_in.text = f"{link} {token}" if link else token
