@@ -5,11 +5,11 @@ An item is named by its `<guid>`, else its link, else a hash of title and date
 used to hide real talks:
 
 - several items share one guid or, lacking guids, one link (a homepage link on
-  every item). Items that also share their title are one item listed twice and
-  stay one talk. Items with different titles are distinct talks: the oldest keeps
-  the shared name, so that what was seen before stays seen, and each of the others
-  is named by the shared name plus a hash of its title and date, which is the same
-  on every poll;
+  every item). Items that also share their title and link are one item listed
+  twice and stay one talk. Items with another title or link are distinct talks:
+  the oldest keeps the shared name, so that what was seen before stays seen, and
+  each of the others is named by the shared name plus a hash of its title, date
+  and link, which is the same on every poll;
 - an item has nothing to show (no title, no link, no video): it is no talk, and
   is skipped with a warning. In a document read by recovering from broken XML, an
   item with no guid and no link is skipped too: its name would be a hash of
@@ -42,7 +42,7 @@ def distinct_talks(
     groups: dict[str, list[Numbered]] = {}
     for number, talk in shown:
         same = groups.setdefault(talk.guid, [])
-        if all(other.raw_title != talk.raw_title for _, other in same):
+        if not any(_listed_twice(other, talk) for _, other in same):
             same.append((number, talk))  # else the same item listed twice: kept once
     renamed = {}
     for guid, group in groups.items():
@@ -60,6 +60,10 @@ def distinct_talks(
     return talks, warnings
 
 
+def _listed_twice(one: Talk, other: Talk) -> bool:
+    return (one.raw_title, one.url) == (other.raw_title, other.url)
+
+
 def _not_a_talk(talk: Talk, entry: Mapping, degraded: bool) -> str | None:
     if not (talk.raw_title or talk.url or talk.video_url):
         return "no title, link or video"
@@ -74,4 +78,5 @@ def _has_guid(entry: Mapping) -> bool:
 
 
 def _digest(talk: Talk) -> str:
-    return hashlib.sha256(f"{talk.raw_title}\n{talk.published or ''}".encode()).hexdigest()[:12]
+    named = f"{talk.raw_title}\n{talk.published or ''}\n{talk.url or ''}"
+    return hashlib.sha256(named.encode()).hexdigest()[:12]

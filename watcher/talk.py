@@ -68,9 +68,17 @@ _PLAIN_TAG = (
     rf"[{_TAG_SPACE}/]*+(?:>|\Z)"
 )
 _CROWDED_TAG = re.compile(rf"<(?!{_PLAIN_TAG})(?={_TAG_START})")
-# A tag that runs into the next one (`<BR <a href=…>`): HTML5 reads the second "<" as part
-# of the first tag, libxml2 as text. The run stops at the next "<", ">" or quote: linear.
-_UNCLOSED_TAG = re.compile(r"(<[A-Za-z][^<>\"']{0,200})<(?=/?[A-Za-z])")
+# A tag that runs into the next one (`<BR <a href=…>`, `<a href="…"<img …>`): HTML5 reads
+# the second "<" as part of the first tag, libxml2 as text. The run stops at the next "<"
+# or ">" (quoted values hold neither): linear.
+_UNCLOSED_TAG = re.compile(
+    r"(<[A-Za-z](?:[^<>\"']++|\"[^\"<>]*+\"|'[^'<>]*+'){0,200}+)<(?=/?[A-Za-z])"
+)
+_HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+_INLINE_TAGS = frozenset(
+    {"a", "abbr", "b", "bdi", "br", "cite", "code", "del", "em", "font", "i", "ins", "kbd"}
+    | {"mark", "q", "s", "small", "span", "strong", "sub", "sup", "u", "wbr"}
+)
 _TITLE_SEPARATOR = re.compile(r"(?:^|(?<=\s))\|(?=\s|$)")
 _MARKUP = re.compile(r"<[A-Za-z/!?]")
 _BLANK = r"\s\x00-\x08\x0b\x0c\x0e-\x1f\x7f"  # what clean_text() makes one space of
@@ -182,7 +190,7 @@ def identity_from_entry(entry: Mapping) -> Talk:
     """A talk with only what names it read: GUID, title, link, video id, date. Its slides
     and first lines are left empty: reading them is most of the work, and a poll needs
     them only for a new talk."""
-    raw_title = clean_text(entry.get("title") or "")
+    raw_title = clean_text(_title_text(entry))
     title, speaker, event = split_title(raw_title)
     url = safe_url(entry.get("link"))
     published = _published(entry)
@@ -203,6 +211,27 @@ def identity_from_entry(entry: Mapping) -> Talk:
         duration=None,
         thumbnail=None,
     )
+
+
+def _title_text(entry: Mapping) -> str:
+    """The title as a reader sees it. A title feedparser reads as HTML (its tags or
+    entities) is read as HTML when it holds only inline markup (`<span>₹</span>`,
+    `<sup>2</sup>`, `&amp;`); any other tag is more likely a word of the title
+    ("Why <div> soup hurts") and the title is kept as written."""
+    title = entry.get("title")
+    if not isinstance(title, str):
+        return ""
+    detail = dict.get(entry, "title_detail")
+    kind = detail.get("type") if isinstance(detail, Mapping) else None
+    if kind not in _HTML_TYPES or not ("<" in title or "&" in title):
+        return title
+    root = _html_root(title)
+    if root is None:
+        return title
+    tags = {element.tag for element in root.iterdescendants()}
+    if tags <= _INLINE_TAGS and (tags or "&" in title):
+        return str(root.text_content())
+    return title
 
 
 def split_title(raw_title: str) -> tuple[str, str | None, str | None]:
