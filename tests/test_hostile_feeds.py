@@ -190,6 +190,15 @@ HOSTILE = {
             == ["9999-06-01T10:00:00Z", None, None, None]
         ),
     ),
+    "undated-and-localised-dates.xml": Outcome(
+        "Hugo's year 1: null; French and German names, no space after the comma, zone "
+        "names: read (tests/test_dates.py checks each)",
+        15,
+        check=lambda p: (
+            by_guid(p)["hugo"].published is None
+            and all(t.published for t in p.talks if t.guid != "hugo")
+        ),
+    ),
     "hostile-urls.xml": Outcome(
         "javascript:, data:, file:, vbscript:, relative, protocol-relative, host-less, "
         "quoted links and slide images: all null; the one https talk keeps both",

@@ -25,6 +25,7 @@ from feedparser.encodings import (
 )
 from feedparser.sanitizer import replace_doctype
 
+import watcher.dates  # noqa: F401 (registers feedparser's handler of the dates it misses)
 from watcher.talk import Talk, clean_text, talk_from_entry
 
 log = logging.getLogger(__name__)
