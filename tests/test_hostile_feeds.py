@@ -141,11 +141,40 @@ HOSTILE = {
         warning="malformed feed: document declared as utf-8, but parsed as windows-1252",
         check=lambda p: titles(p) == ["Café talk"],
     ),
+    "utf8-one-bad-byte.xml": Outcome(
+        "UTF-8 with one cp1252 byte (It\\x92s): read as UTF-8, that byte U+FFFD, a warning",
+        3,
+        warning="1 byte that is not UTF-8 replaced",
+        check=lambda p: (
+            titles(p)[0].startswith("Résumé des travaux — café …")
+            and titles(p)[2] == "It\ufffds a talk | Renée | Bug Bash"
+        ),
+    ),
+    "undeclared-latin1.xml": Outcome(
+        "undeclared Latin-1, accents throughout (none a UTF-8 sequence): windows-1252",
+        2,
+        warning="malformed feed: document declared as utf-8, but parsed as windows-1252",
+        check=lambda p: titles(p) == ["Économie de l'été | Hélène", "Café à Genève | Jérôme"],
+    ),
+    "utf16le-no-bom-newline-first.xml": Outcome(
+        "UTF-16LE without a BOM, a line break before <?xml: read, with a warning",
+        1,
+        warning="UTF-16 text without a byte-order mark: read as utf-16-le",
+        check=lambda p: titles(p) == ["Ünïcödé talk | Zoë"],
+    ),
+    "utf16be-no-bom-cut-in-a-character.xml": Outcome(
+        "UTF-16BE without a BOM, cut inside its last character: refused, named",
+        0,
+        "not a feed: UTF-16 text without a byte-order mark that does not decode as utf-16-be",
+    ),
+    "gzip-compressed.xml.gz": Outcome(
+        "a gzip-compressed feed handed over as it is", 0, "not a feed: a gzip-compressed file"
+    ),
     "utf16-with-bom.xml": Outcome(
         "UTF-16 with a BOM: read", 1, check=lambda p: titles(p) == ["Ünïcödé talk | Zoë"]
     ),
     "mixed-encodings.xml": Outcome(
-        "UTF-8 and Latin-1 in one document: 1 talk, with a warning",
+        "one UTF-8 and one Latin-1 é: a tie, so windows-1252 as before (loses nothing)",
         1,
         warning="malformed feed: document declared as utf-8",
     ),
@@ -191,6 +220,15 @@ HOSTILE = {
         check=lambda p: (
             [by_guid(p)[g].published for g in ("future", "words", "huge-year", "empty")]
             == ["9999-06-01T10:00:00Z", None, None, None]
+        ),
+    ),
+    "undated-and-localised-dates.xml": Outcome(
+        "Hugo's year 1: null; French and German names, no space after the comma, zone "
+        "names: read (tests/test_dates.py checks each)",
+        15,
+        check=lambda p: (
+            by_guid(p)["hugo"].published is None
+            and all(t.published for t in p.talks if t.guid != "hugo")
         ),
     ),
     "hostile-urls.xml": Outcome(

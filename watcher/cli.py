@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -25,6 +26,7 @@ from watcher.talk import Talk
 log = logging.getLogger("watcher")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_BROKEN_PIPE = 128 + 13  # as a shell reports a tool that SIGPIPE ended (`cat | head`)
 INSPECT_MAX_BYTES = 50_000_000
 
 
@@ -100,12 +102,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     handler = COMMANDS[args.command]
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # here, where a closed pipe can be caught, not at exit
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except (ConfigError, StoreError) as exc:
         print(f"watcher: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_FAILED
+
+
+def _stdout_closed() -> int:
+    """Whoever read standard output has gone (`watcher inspect FEED --json | head`): stop
+    quietly, as Unix tools do. Standard output is pointed at /dev/null first, or Python
+    would complain again when it flushes it at exit (the Python docs' "Note on SIGPIPE")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 def _config(args: argparse.Namespace) -> Config:

@@ -4,6 +4,12 @@ Feeds are untrusted. Before feedparser sees a document it is converted to UTF-8
 (as feedparser would), numeric references to no character are replaced, and a
 document that declares XML entities is refused: they are how a feed reads local
 files or URLs (XXE) or expands a few KB into gigabytes ("billion laughs").
+
+Where feedparser's reading of the bytes goes wrong, it is done here first: UTF-8
+with a few bad bytes is read as UTF-8 (feedparser falls back to windows-1252,
+turning every non-ASCII character into mojibake), UTF-16 or UTF-32 without a
+byte-order mark is recognised by its NUL bytes, and a compressed file, an archive,
+a PDF or an image is named as what it is rather than "not well-formed".
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from feedparser.encodings import (
 )
 from feedparser.sanitizer import replace_doctype
 
+import watcher.dates  # noqa: F401 (registers feedparser's handler of the dates it misses)
 from watcher.identity import distinct_talks
 from watcher.talk import Talk, clean_text, talk_from_entry
 
@@ -55,6 +62,26 @@ _MARKS = (  # UTF-32 before UTF-16: their little-endian BOMs begin alike
 )
 # Python decodes these in quadratic time: a 1 MB punycode feed takes minutes.
 _SLOW_CODECS = ("punycode", "idna")
+# How files that are not text begin (their "magic numbers"): never a feed.
+_BINARY = (
+    (b"\x1f\x8b", "a gzip-compressed file"),
+    (b"PK\x03\x04", "a zip archive"),
+    (b"PK\x05\x06", "a zip archive"),  # an empty one
+    (b"BZh", "a bzip2-compressed file"),
+    (b"\xfd7zXZ\x00", "an xz-compressed file"),
+    (b"\x28\xb5\x2f\xfd", "a zstd-compressed file"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7z archive"),
+    (b"%PDF-", "a PDF document"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+)
+_BOMS = (codecs.BOM_UTF32_BE, codecs.BOM_UTF32_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF16_LE)
+# UTF-16 and UTF-32 without a BOM: (codec, code unit size, where an ASCII character's
+# byte is in its unit). UTF-32 first: its units look like two UTF-16 units.
+_WIDE_CODECS = (("utf-32-le", 4, 0), ("utf-32-be", 4, 3), ("utf-16-le", 2, 0), ("utf-16-be", 2, 1))
+_WIDE_SAMPLE = 256  # bytes looked at: the XML declaration and the first tags
 
 
 @dataclass(frozen=True)
@@ -78,6 +105,10 @@ class ParsedFeed:
 
 class Refused(Exception):
     """The document is not read at all: the message says why."""
+
+
+class NotAFeed(Refused):
+    """The document is something else (an archive, an image): the message says what."""
 
 
 def parse_feed(data: bytes) -> ParsedFeed:
@@ -126,6 +157,8 @@ def parse_prepared(
 
 
 def refused_error(exc: Exception) -> str:
+    if isinstance(exc, NotAFeed):
+        return f"not a feed: {exc}"
     return f"not a feed: refused: {exc}"
 
 
@@ -165,10 +198,18 @@ def prepared(data: bytes) -> tuple[bytes, list[str]]:
 
 
 def _utf8(data: bytes) -> tuple[bytes, list[str]]:
-    """What feedparser does first, done here so that the checks see what its parsers see."""
+    """What feedparser does first, done here so that the checks see what its parsers see;
+    and done better where feedparser would read the document wrong (see the module)."""
+    _refuse_binary(data)
+    wide = _unmarked_wide(data)
+    if wide is not None:
+        return wide
     document = utf8_as_feedparser_would(data)
     if document is not None:
         return document, []
+    mostly = _mostly_utf8(data)
+    if mostly is not None:
+        return mostly
     result: dict = {}
     try:
         _refuse_slow_codecs(data)
@@ -199,6 +240,85 @@ def utf8_as_feedparser_would(data: bytes) -> bytes | None:
     if declaration:
         return _FEEDPARSER_DECLARATION + data[declaration.end() :]
     return _FEEDPARSER_DECLARATION + b"\n" + data
+
+
+def _refuse_binary(data: bytes) -> None:
+    for magic, what in _BINARY:
+        if data.startswith(magic):
+            raise NotAFeed(what)
+
+
+def _unmarked_wide(data: bytes) -> tuple[bytes, list[str]] | None:
+    """A UTF-16 or UTF-32 document without a BOM, as UTF-8; None for any other.
+
+    feedparser sniffs one that starts with `<` itself (and that is left to it); one with
+    white space first (`\\n<?xml`) it reads as UTF-8 with NULs in it: "not well-formed
+    (invalid token)".
+    """
+    if b"\0" not in data[:_WIDE_SAMPLE] or any(data.startswith(m) for m, _ in _MARKS):
+        return None
+    codec = _wide_codec(data[:_WIDE_SAMPLE])
+    if codec is None:
+        return None
+    name = codec[:6].upper()
+    try:
+        text = data.decode(codec)
+    except UnicodeDecodeError as exc:
+        raise NotAFeed(
+            f"{name} text without a byte-order mark that does not decode as {codec}: "
+            f"{exc.reason} at byte {exc.start}"
+        ) from None
+    text = RE_XML_DECLARATION.sub("", text.lstrip(), count=1)
+    document = (_UTF8_DECLARATION + text).encode("utf-8")
+    return document, [f"{name} text without a byte-order mark: read as {codec}"]
+
+
+def _wide_codec(sample: bytes) -> str | None:
+    """The wide codec whose ASCII characters (one byte, the rest of the unit NUL) make up
+    most of the sample: text of any other encoding has NULs at random, if at all."""
+    for codec, size, at in _WIDE_CODECS:
+        units = [sample[i : i + size] for i in range(0, len(sample) - size + 1, size)]
+        ascii_units = sum(
+            1 for unit in units if unit[at] and unit.count(0) == size - 1 and unit[at] < 0x80
+        )
+        if len(units) >= 4 and ascii_units * 2 > len(units):
+            return codec
+    return None
+
+
+def _mostly_utf8(data: bytes) -> tuple[bytes, list[str]] | None:
+    """A UTF-8 document with a few bytes that are not, decoded as UTF-8 with U+FFFD for
+    those; None when the document is not declared UTF-8 (or undeclared) or is not mostly
+    UTF-8, for feedparser's fallback to windows-1252.
+
+    Which reading damages fewer characters wins: as UTF-8, each bad byte is lost; as
+    windows-1252, each multi-byte character becomes two to four of mojibake. A tie (or
+    a document with no multi-byte character, as Latin-1 text mislabelled UTF-8 is)
+    stays windows-1252, which loses nothing.
+    """
+    body = data.removeprefix(codecs.BOM_UTF8)
+    if body.startswith(_BOMS) or not _declared_utf8(body):
+        return None
+    escaped = body.decode("utf-8", "surrogateescape")  # each bad byte: one lone surrogate
+    bad = len(body) - len(escaped.encode("utf-8", "ignore"))
+    multibyte = len(escaped) - len(escaped.encode("ascii", "ignore")) - bad
+    if multibyte <= bad:
+        return None
+    text = RE_XML_DECLARATION.sub("", body.decode("utf-8", "replace"), count=1)
+    document = (_UTF8_DECLARATION + text).encode("utf-8")
+    noun = "byte that is" if bad == 1 else "bytes that are"
+    return document, [f"{bad} {noun} not UTF-8 replaced (the rest is UTF-8)"]
+
+
+def _declared_utf8(data: bytes) -> bool:
+    """Whether the XML declaration names UTF-8 (in any spelling Python knows) or nothing."""
+    declared = RE_XML_PI_ENCODING.match(data)
+    if not declared:
+        return True
+    try:
+        return codecs.lookup(declared.group(1).decode("latin-1")).name == "utf-8"
+    except (LookupError, ValueError):
+        return False
 
 
 def _refuse_slow_codecs(data: bytes) -> None:

@@ -35,6 +35,8 @@ MAX_ENCODINGS = 3  # layers of Content-Encoding undone; nobody needs more than t
 INFLATE_CHUNK = 64 * 1024  # the most one decompression step may produce
 
 _WBITS = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
+GZIP_MAGIC = b"\x1f\x8b"
+_NOT_GZIP = "a gzip-compressed file that does not decompress"
 _DNS_HINTS = (
     "Name or service not known",
     "nodename nor servname",
@@ -186,14 +188,32 @@ async def _read_body(response: httpx.Response, max_bytes: int) -> bytes:
                 break
         if len(body) > max_bytes or received > max_bytes:
             raise FetchError(f"too large: over the {max_bytes}-byte cap")
-    return bytes(body)
+    return gunzipped(bytes(body), max_bytes)
+
+
+def gunzipped(body: bytes, max_bytes: int) -> bytes:
+    """The body decompressed if it is gzip (a `.xml.gz` file, or a server that gzips without
+    saying so in Content-Encoding), in bounded steps up to `max_bytes`; else as it is."""
+    if not body.startswith(GZIP_MAGIC):
+        return body
+    layer = _Inflater("gzip", _NOT_GZIP)
+    inflated = bytearray()
+    for piece in layer.feed(body):
+        inflated += piece
+        if len(inflated) > max_bytes:
+            raise FetchError(f"too large: over the {max_bytes}-byte cap once decompressed")
+    if not layer.inflater.eof:
+        raise FetchError(f"{_NOT_GZIP}: it is cut off before its end")
+    log.debug("the body was gzip-compressed (not said in a Content-Encoding): decompressed")
+    return bytes(inflated)
 
 
 class _Inflater:
     """One gzip or deflate layer that never yields more than INFLATE_CHUNK bytes at once."""
 
-    def __init__(self, encoding: str) -> None:
+    def __init__(self, encoding: str, what: str = "") -> None:
         self.encoding = encoding
+        self.what = what or f"bad {encoding} body"  # how a stream that is not this is named
         self.inflater = zlib.decompressobj(_WBITS[encoding])
         self.started = False
 
@@ -220,7 +240,7 @@ class _Inflater:
                 self.inflater = zlib.decompressobj(-zlib.MAX_WBITS)  # raw, no zlib header
                 return self.inflater.decompress(data, INFLATE_CHUNK)
         except zlib.error as exc:
-            raise FetchError(f"bad {self.encoding} body: {_first_line(exc)}") from None
+            raise FetchError(f"{self.what}: {_first_line(exc)}") from None
 
 
 def _inflaters(content_encoding: str) -> list[_Inflater]:
@@ -262,7 +282,7 @@ def read_local(source: str, max_bytes: int) -> Fetched:
         raise FetchError(f"cannot read {path}: {exc.strerror}") from None
     if len(body) > max_bytes:
         raise FetchError(f"too large: over the {max_bytes}-byte cap")
-    return Fetched(body, last_modified=modified)
+    return Fetched(gunzipped(body, max_bytes), last_modified=modified)
 
 
 def _retry_after(value: str | None) -> float | None:

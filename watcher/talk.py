@@ -7,19 +7,17 @@ webhook payload carries them.
 
 from __future__ import annotations
 
-import calendar
 import hashlib
 import re
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, replace
-from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import islice
 
 import lxml.etree
 import lxml.html
 
+from watcher.dates import iso_utc
 from watcher.media import enclosure_pictures, entry_pictures, entry_video
 from watcher.urls import resolve_url, safe_url
 
@@ -300,14 +298,7 @@ def _guid(entry: Mapping, url: str | None, raw_title: str, published: str | None
 
 def _published(entry: Mapping) -> str | None:
     # dict.get: feedparser's own get() maps one key onto the other, with a warning.
-    parsed = dict.get(entry, "published_parsed") or dict.get(entry, "updated_parsed")
-    if not isinstance(parsed, time.struct_time):
-        return None
-    try:
-        moment = datetime.fromtimestamp(calendar.timegm(parsed), tz=UTC)
-    except (OverflowError, ValueError, OSError):
-        return None
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return iso_utc(dict.get(entry, "published_parsed") or dict.get(entry, "updated_parsed"))
 
 
 def _description_html(entry: Mapping) -> tuple[str, str]:

@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from watcher.notifiers.base import Delivery
+from watcher.notifiers.base import Delivery, TransientDeliveryError
 from watcher.notifiers.text import facts
 from watcher.schema import Setting
 
@@ -46,5 +46,8 @@ class ConsoleNotifier:
 
     async def send(self, delivery: Delivery, client: httpx.AsyncClient) -> None:
         stream = self.stream or sys.stdout
-        stream.write(render(delivery) + "\n")
-        stream.flush()
+        try:
+            stream.write(render(delivery) + "\n")
+            stream.flush()
+        except BrokenPipeError:  # `watcher poll | head`: not shown, so not delivered
+            raise TransientDeliveryError("standard output is closed (broken pipe)") from None
