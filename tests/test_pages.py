@@ -4,12 +4,14 @@ processes against pages and feeds served on 127.0.0.1."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from tests.conftest import (
+    SEED_FEED,
     FeedHost,
     Recorder,
     add_talk,
@@ -225,6 +227,103 @@ def test_a_page_never_leads_to_another_page(tmp_path, httpserver):
     assert result.returncode == 1
     other = httpserver.url_for("/other")
     assert f"advertised feed {other}: not a feed: got an HTML page" in result.stderr
+
+
+def test_inspect_reads_the_feed_a_page_advertises(tmp_path, httpserver):
+    feed = FeedHost(httpserver, "/index.xml")
+    page = Page(httpserver, "/", "/index.xml", "/comments.xml")
+
+    text = watcher_command("inspect", page.url, cwd=tmp_path)
+    assert text.returncode == 0, text.stderr
+    assert text.stderr.strip() == (
+        f"watcher: {page.url} is a page; reading the feed it advertises: {feed.url}"
+        " (it advertises 2 feeds; taking the first)"
+    )
+    assert text.stdout.startswith("3 talks in ")
+
+    as_json = watcher_command("inspect", page.url, "--json", cwd=tmp_path)
+    assert as_json.returncode == 0, as_json.stderr
+    assert len(json.loads(as_json.stdout)) == 3
+    assert "is a page; reading the feed it advertises" in as_json.stderr
+
+    page.advertise()
+    none = watcher_command("inspect", page.url, cwd=tmp_path)
+    assert none.returncode == 1
+    assert none.stderr.strip() == (
+        f"watcher: error: {page.url}: not a feed: got an HTML page that advertises no RSS or Atom"
+        " feed"
+    )
+
+
+def test_inspect_a_local_page(tmp_path):
+    site = tmp_path / "site"
+    (site / "feeds").mkdir(parents=True)
+    shutil.copy(SEED_FEED, site / "feeds" / "talks.xml")
+    (site / "index.html").write_text(
+        '<!DOCTYPE html><html><head><link rel="alternate" type="application/rss+xml"'
+        ' href="feeds/talks.xml"></head></html>'
+    )
+    result = watcher_command("inspect", "site/index.html", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "reading the feed it advertises: site/feeds/talks.xml" in result.stderr
+    assert len(json.loads(result.stdout)) == 3
+
+
+def test_check_config_fetch_says_what_each_url_holds(tmp_path, httpserver):
+    feed = FeedHost(httpserver, "/feed.xml")
+    page = Page(httpserver, "/", "/feed.xml", "/comments.xml")
+    gone = FeedHost(httpserver, "/gone.xml")
+    gone.status = 404
+    hook = Recorder(httpserver, "/hook")
+    site = tmp_path / "site"
+    site.mkdir()
+    shutil.copy(SEED_FEED, site / "talks.xml")
+    (site / "index.html").write_text(
+        '<html><head><link rel="alternate" type="application/atom+xml" href="talks.xml"></head>'
+    )
+    feeds = {
+        "direct": feed.url,
+        "page": page.url,
+        "gone": gone.url,
+        "local-page": "site/index.html",
+        "missing": "site/missing.xml",
+        "down": "http://127.0.0.1:9/feed.xml",
+    }
+    body = config(feed.url, hook).split("[[feeds]]")[0] + "".join(
+        f'[[feeds]]\nname = "{name}"\nurl = "{url}"\n\n' for name, url in feeds.items()
+    )
+    body += f'[[destinations]]\nname = "hook"\ntype = "webhook"\nurl = "{hook.url}"\n'
+    write_config(tmp_path, body)
+
+    plain = watcher_command("check-config", "--config", "watcher.toml", cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    assert feed.requests == [] and page.requests == [], "no --fetch, no fetching"
+
+    result = watcher_command("check-config", "--config", "watcher.toml", "--fetch", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    said = dict(
+        zip(feeds, result.stdout.split("  destinations")[0].splitlines()[4::2], strict=True)
+    )
+    assert said == {
+        "direct": "      feed OK, 3 talks",
+        "page": f"      a page; its feed: {feed.url}, 3 talks"
+        " (it advertises 2 feeds; taking the first)",
+        "gone": "      error: HTTP 404 NOT FOUND",
+        "local-page": "      a page; its feed: site/talks.xml, 3 talks",
+        "missing": "      error: no such file: site/missing.xml",
+        "down": "      error: connection failed: refused",
+    }
+
+
+def test_relative_links_resolve_against_the_page_after_redirects(tmp_path, httpserver):
+    feed = FeedHost(httpserver, "/site/index.xml")
+    page = Page(httpserver, "/site/", "index.xml")
+    httpserver.expect_request("/start").respond_with_response(
+        Response(status=302, headers={"Location": page.url})
+    )
+    result = watcher_command("inspect", httpserver.url_for("/start"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"reading the feed it advertises: {feed.url}" in result.stderr
 
 
 def test_a_page_still_advertising_its_gone_feed_fails_but_is_not_gone(tmp_path, httpserver):
