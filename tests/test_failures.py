@@ -69,7 +69,9 @@ def test_broken_feeds_fail_alone_with_a_one_line_reason(tmp_path, httpserver):
     result = poll(tmp_path)
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
-    assert len(errors) == 1 and errors[0].endswith("feed broken: not a feed: got an HTML page")
+    assert len(errors) == 1 and errors[0].endswith(
+        "feed broken: not a feed: got an HTML page that advertises no RSS or Atom feed"
+    )
     assert [p["talk"]["video_id"] for p in hook.received] == [NEW[0]]
     assert [p["talk"]["video_id"] for p in other.received] == [NEW[0]]
 

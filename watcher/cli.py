@@ -14,10 +14,11 @@ from watcher import __version__
 from watcher.app import Watcher
 from watcher.clock import iso, utcnow
 from watcher.config import Config, config_path, load_config
-from watcher.fetch import FetchError, fetch, new_client
+from watcher.fetch import Fetched, FetchError, new_client
 from watcher.notifiers import build_notifier
 from watcher.notifiers.base import Delivery, DeliveryError
 from watcher.notifiers.console import render as render_console
+from watcher.resolve import Discovery, check_feeds, fetch_through_page
 from watcher.schema import ConfigError, redact_feed_url
 from watcher.status import collect_status, format_status
 from watcher.store import Store, StoreError
@@ -63,10 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("source", metavar="SOURCE", help="a feed URL or a local file")
     inspect.add_argument("--json", action="store_true", help="print a JSON array of talks")
-    with_config(
+    check = with_config(
         commands.add_parser(
             "check-config", help="validate the config and print a summary; exit 2 if invalid"
         )
+    )
+    check.add_argument(
+        "--fetch",
+        action="store_true",
+        help="also fetch each feed (or read its file) and say whether it is a feed, or a page"
+        " and the feed it advertises; what cannot be read is reported, not an error",
     )
     redeliver = with_config(
         commands.add_parser(
@@ -162,16 +169,24 @@ async def _poll(config: Config, feeds) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    async def read() -> bytes:
+    async def read() -> tuple[Fetched, Discovery | None]:
         async with new_client(30.0) as client:
-            fetched = await fetch(client, args.source, max_bytes=INSPECT_MAX_BYTES, deadline=60.0)
-            return fetched.body
+            return await fetch_through_page(
+                client, args.source, max_bytes=INSPECT_MAX_BYTES, deadline=60.0
+            )
 
     try:
-        body = asyncio.run(read())
+        fetched, discovery = asyncio.run(read())
     except FetchError as exc:
         print(f"watcher: error: {args.source}: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    body = fetched.body
+    if discovery:  # in full: the user asked for this page, and may want its feed's address
+        print(
+            f"watcher: {args.source} is a page; reading the feed it advertises: "
+            f"{discovery.feed_url}{discovery.note}",
+            file=sys.stderr,
+        )
     from watcher.feed import parse_feed
 
     parsed = parse_feed(body)
@@ -194,12 +209,15 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _config(args)
+    found = asyncio.run(check_feeds(config)) if args.fetch else {}
     print(f"{config.path}: OK")
     print(f"  state: {config.state}")
     print(f"  feeds ({len(config.feeds)}):")
     for feed in config.feeds:
         targets = ", ".join(feed.notify)
         print(f"    {feed.name}: {redact_feed_url(feed.url)} every {feed.interval:g}s → {targets}")
+        if feed.name in found:
+            print(f"      {found[feed.name]}")
     print(f"  destinations ({len(config.destinations)}):")
     for dest in config.destinations.values():
         print(f"    {dest.name}: {dest.describe()}")

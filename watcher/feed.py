@@ -33,6 +33,7 @@ from feedparser.encodings import (
 from feedparser.sanitizer import replace_doctype
 
 import watcher.dates  # noqa: F401 (registers feedparser's handler of the dates it misses)
+from watcher.discover import is_html_page
 from watcher.identity import distinct_talks
 from watcher.talk import Talk, clean_text, talk_from_entry
 
@@ -401,7 +402,7 @@ def _not_a_feed(data: bytes, parsed: feedparser.FeedParserDict) -> str:
     head = data[:512].lstrip().lower()
     if not head:
         return "not a feed: empty body"
-    if head.startswith((b"<!doctype html", b"<html")):
+    if is_html_page(data):
         return "not a feed: got an HTML page"
     if head.startswith((b"{", b"[")):
         return "not a feed: got JSON"

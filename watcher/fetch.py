@@ -66,6 +66,7 @@ class Fetched:
     last_modified: str | None = None
     not_modified: bool = False
     permanent_redirect: str | None = None
+    url: str | None = None  # where the body came from, after redirects
 
     @functools.cached_property
     def sha256(self) -> str:
@@ -137,6 +138,7 @@ async def _get(
                 or headers.get("If-Modified-Since"),
                 not_modified=True,
                 permanent_redirect=moved,
+                url=str(response.url),
             )
         if not response.is_success:
             raise FetchError(
@@ -149,6 +151,7 @@ async def _get(
             etag=response.headers.get("etag"),
             last_modified=response.headers.get("last-modified"),
             permanent_redirect=moved,
+            url=str(response.url),
         )
 
 
@@ -282,7 +285,7 @@ def read_local(source: str, max_bytes: int) -> Fetched:
         raise FetchError(f"cannot read {path}: {exc.strerror}") from None
     if len(body) > max_bytes:
         raise FetchError(f"too large: over the {max_bytes}-byte cap")
-    return Fetched(gunzipped(body, max_bytes), last_modified=modified)
+    return Fetched(gunzipped(body, max_bytes), last_modified=modified, url=source)
 
 
 def _retry_after(value: str | None) -> float | None:

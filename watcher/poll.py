@@ -15,7 +15,8 @@ import httpx
 
 from watcher.clock import iso
 from watcher.config import Config, FeedConfig
-from watcher.fetch import FetchError, fetch
+from watcher.fetch import FetchError
+from watcher.resolve import fetch_source, not_a_feed
 from watcher.schema import redact_feed_url
 from watcher.store import Store, StoreError
 from watcher.talk import Talk
@@ -95,17 +96,9 @@ async def poll_feed(
     if respect_backoff and (reason := backing_off(feed, state, now)):
         log.debug("feed %s: skipped: %s", feed.name, reason)
         return PollResult(feed.name, ok=False, error=reason)
-    same_source = state.get("url") == feed.url
     stamp = iso(now)
     try:
-        fetched = await fetch(
-            client,
-            feed.url,
-            etag=state.get("etag") if same_source else None,
-            last_modified=state.get("last_modified") if same_source else None,
-            max_bytes=config.max_bytes,
-            deadline=config.timeout,
-        )
+        source = await fetch_source(feed, state, store, client, config)  # or its page's feed
     except FetchError as exc:
         return _failed(store, feed, config, state, now, exc)
     except Exception as exc:  # a fetch bug must fail this feed, never the whole cycle
@@ -113,6 +106,7 @@ async def poll_feed(
         return _failed(
             store, feed, config, state, now, FetchError(f"unexpected {type(exc).__name__}: {exc}")
         )
+    fetched, same_source = source.fetched, source.same_source
     if fetched.permanent_redirect:
         log.warning(
             "feed %s: moved permanently to %s; update its url in the config",
@@ -128,6 +122,7 @@ async def poll_feed(
         "retry_at": None,
         "gone": False,
         "degraded": False,
+        **source.state,
     }
     if fetched.not_modified or (
         same_source and fetched.sha256 == state.get("body_sha256") and state.get("baselined")
@@ -146,7 +141,8 @@ async def poll_feed(
 
     read = await asyncio.to_thread(read_feed, fetched.body)
     if read.error:
-        return _failed(store, feed, config, state, now, FetchError(read.error))
+        error = not_a_feed(store, feed, source, read.error)
+        return _failed(store, feed, config, state, now, FetchError(error))
     if read.degraded:
         success |= _degraded(state, read.warnings)
     changes = diff(read.identities, store.seen_keys(feed.name), feed.dedup)

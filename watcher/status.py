@@ -12,6 +12,7 @@ from typing import Any
 
 from watcher.clock import iso
 from watcher.config import Config
+from watcher.schema import redact_feed_url
 from watcher.store import read_snapshot
 
 
@@ -34,6 +35,7 @@ def collect_status(config: Config, now: datetime) -> dict[str, Any]:
                 "degraded": bool(row.get("degraded")),
                 "consecutive_failures": row.get("failures", 0),
                 "talks_seen": row.get("talks_seen", 0),
+                "discovered_url": _discovered(row, feed.url),
             }
         )
     destinations = []
@@ -76,6 +78,13 @@ def collect_status(config: Config, now: datetime) -> dict[str, Any]:
     }
 
 
+def _discovered(row: dict[str, Any], url: str) -> str | None:
+    """The feed found on the page the feed's url names, if it is a page (redacted)."""
+    if row.get("page_url") != url or not row.get("discovered_url"):
+        return None
+    return redact_feed_url(row["discovered_url"])
+
+
 def _next_poll(row: dict[str, Any], interval: float) -> str | None:
     """When the daemon polls next, about (its schedule adds a little jitter)."""
     if not row.get("last_poll"):
@@ -94,6 +103,10 @@ def format_status(report: dict[str, Any]) -> str:
             f"{feed['last_poll'] or 'never'}; last success {feed['last_success'] or 'never'}; "
             f"next poll {feed['next_poll'] or 'at start'}"
         )
+        if feed["discovered_url"]:
+            lines.append(
+                f"    its url is a page; polling the feed it advertises: {feed['discovered_url']}"
+            )
         if feed["degraded"]:
             lines.append(
                 f"    {feed['last_error']} (failures in a row, not reset by it: "
