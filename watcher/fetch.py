@@ -311,7 +311,7 @@ def _connect_reason(exc: httpx.ConnectError) -> str:
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
     """The exceptions behind `exc`, through causes, contexts and exception groups."""
-    pending, seen = [exc], set()
+    pending, seen = [exc], set[int]()
     while pending and len(seen) < 50:
         current = pending.pop(0)
         if id(current) in seen:

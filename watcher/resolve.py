@@ -176,7 +176,13 @@ async def fetch_source(
     same_source = state.get("url") == feed.url and not state.get("discovered_url")
     validators = {"etag": state.get("etag"), "last_modified": state.get("last_modified")}
     fetched, discovery = await fetch_through_page(
-        client, feed.url, **limits, **(validators if same_source else {}), failed=failed
+        client,
+        feed.url,
+        max_bytes=config.max_bytes,
+        deadline=config.timeout,
+        etag=validators["etag"] if same_source else None,
+        last_modified=validators["last_modified"] if same_source else None,
+        failed=failed,
     )
     if discovery is None:
         return Source(fetched, same_source, {"discovered_url": None, "page_url": None})

@@ -24,7 +24,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,7 +144,7 @@ class AtomicJSONStorage(Storage):
         pass
 
 
-def check_shape(data: Any, path: Path, required: dict[str, tuple[str, ...]] | None) -> None:
+def check_shape(data: Any, path: Path, required: Mapping[str, tuple[str, ...]] | None) -> None:
     """Refuse a state file that is JSON but not ours (edited by hand, or damaged)."""
     where = f"{path}: the state file is damaged or not a watcher state file"
     if not isinstance(data, dict):
@@ -216,7 +216,7 @@ class BatchingMiddleware(Middleware):
 class _File:
     """One TinyDB file and its tables."""
 
-    def __init__(self, path: Path, batch: _Batch, required: dict[str, tuple[str, ...]]) -> None:
+    def __init__(self, path: Path, batch: _Batch, required: Mapping[str, tuple[str, ...]]) -> None:
         self.path = path
         self.middleware = BatchingMiddleware(batch, AtomicJSONStorage)
         self.db = TinyDB(str(path), storage=self.middleware, required=required)
@@ -350,8 +350,8 @@ class Store:
             if file.middleware.dirty:
                 file.discard()
         for feed in self._touched:
-            file = self._feeds.get(feed)
-            if file is not None and not file.path.exists():  # created in this batch
+            created = self._feeds.get(feed)
+            if created is not None and not created.path.exists():  # created in this batch
                 del self._feeds[feed]
         self._activity_in_batch.clear()
         for delivery_id, row in list(self._outbox.items()):
@@ -568,8 +568,8 @@ def _migrate_v1(path: Path, folder: Path) -> None:
     killed half-way is simply done again from the untouched main file. The schema-1
     file is kept as `<state>.schema1`, not as `<state>.bak`: copied back over the state,
     it would be migrated again over newer feed files."""
-    data = AtomicJSONStorage(str(path), None).read()
-    meta = (data or {}).get("meta", {}).get("1", {}) if isinstance(data, dict) else {}
+    data = AtomicJSONStorage(str(path), None).read() or {}
+    meta = data.get("meta", {}).get("1", {}) if isinstance(data, dict) else {}
     if meta.get("schema_version") != 1:
         return
     check_shape(data, path, V1_FIELDS)
@@ -578,7 +578,7 @@ def _migrate_v1(path: Path, folder: Path) -> None:
     def tables(feed: str) -> dict[str, dict[str, Any]]:
         return per_feed.setdefault(feed, {"feed": {"1": {"name": feed}}, "seen": {}, "outbox": {}})
 
-    activity = {}
+    activity: dict[str, dict[str, Any]] = {}
     for row in data.get("feeds", {}).values():
         name = row["name"]
         state = {key: value for key, value in row.items() if key not in ACTIVITY_FIELDS}

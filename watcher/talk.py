@@ -121,7 +121,7 @@ class Talk:
             for name, spec in cls.__dataclass_fields__.items()
             if name in data or (spec.default is MISSING and spec.default_factory is MISSING)
         }
-        return cls(**values)
+        return cls(**values)  # type: ignore[arg-type]  # a row written by to_dict()
 
 
 @dataclass(frozen=True)
@@ -219,7 +219,7 @@ def _title_text(entry: Mapping) -> str:
     title = entry.get("title")
     if not isinstance(title, str):
         return ""
-    detail = dict.get(entry, "title_detail")
+    detail = raw_get(entry, "title_detail")
     kind = detail.get("type") if isinstance(detail, Mapping) else None
     if kind not in _HTML_TYPES or not ("<" in title or "&" in title):
         return title
@@ -298,7 +298,7 @@ def _guid(entry: Mapping, url: str | None, raw_title: str, published: str | None
 
 def _published(entry: Mapping) -> str | None:
     # dict.get: feedparser's own get() maps one key onto the other, with a warning.
-    return iso_utc(dict.get(entry, "published_parsed") or dict.get(entry, "updated_parsed"))
+    return iso_utc(raw_get(entry, "published_parsed") or raw_get(entry, "updated_parsed"))
 
 
 def _description_html(entry: Mapping) -> tuple[str, str]:
@@ -316,7 +316,13 @@ def _texts(entry: Mapping) -> Iterator[tuple[str, str]]:
             yield value, _base(content)
     summary = entry.get("summary") or entry.get("description") or ""
     if summary and isinstance(summary, str):
-        yield summary, _base(dict.get(entry, "summary_detail") or {})
+        yield summary, _base(raw_get(entry, "summary_detail") or {})
+
+
+def raw_get(entry: Mapping, key: str) -> object:
+    """`entry[key]` or None, without feedparser's get(), which maps one key onto another
+    (`published_parsed` onto `updated_parsed`) with a warning."""
+    return dict.get(entry, key) if isinstance(entry, dict) else entry.get(key)
 
 
 def _base(detail: object) -> str:
