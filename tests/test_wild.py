@@ -253,6 +253,17 @@ def check_youtube_thumbnail(c: Case) -> list[str]:
     ]
 
 
+def check_refusal(c: Case) -> list[str]:
+    """A document that is refused gets one line that names what it is, not the position
+    where expat gave up on it."""
+    error = c.parsed.error
+    if error is None:
+        return []
+    if "\n" in error or re.search(r"<unknown>:\d+", error) or not error.startswith("not a feed: "):
+        return [f"refused as {error!r}"]
+    return []
+
+
 def check_skim(c: Case) -> list[str]:
     """read_feed gives the full parse's identities, and its talks() the full talks."""
     problems = []
@@ -334,6 +345,11 @@ def test_video_ids(name):
 @pytest.mark.parametrize("name", cases("youtube_thumbnail"))
 def test_youtube_thumbnail(name):
     assert check_youtube_thumbnail(case(name)) == []
+
+
+@pytest.mark.parametrize("name", cases("refusal"))
+def test_refusals_name_the_input(name):
+    assert check_refusal(case(name)) == []
 
 
 @pytest.mark.parametrize("name", cases("skim"))

@@ -249,14 +249,24 @@ def _refuse_binary(data: bytes) -> None:
             raise NotAFeed(what)
 
 
+# A BOM, EBCDIC, or "<?" in UTF-32 or UTF-16: what feedparser's own sniffing reads right.
+_SNIFFED_BY_FEEDPARSER = (
+    *(mark for mark, _ in _MARKS[:6]),
+    b"\0\0\0<\0\0\0?",
+    b"<\0\0\0?\0\0\0",
+    b"\0<\0?",
+    b"<\0?\0",
+)
+
+
 def _unmarked_wide(data: bytes) -> tuple[bytes, list[str]] | None:
     """A UTF-16 or UTF-32 document without a BOM, as UTF-8; None for any other.
 
-    feedparser sniffs one that starts with `<` itself (and that is left to it); one with
-    white space first (`\\n<?xml`) it reads as UTF-8 with NULs in it: "not well-formed
-    (invalid token)".
+    feedparser sniffs one that starts with a BOM or `<?` itself (and that is left to it);
+    one with white space first (`\\n<?xml`) or no declaration (`<rss`) it reads as UTF-8
+    with NULs in it: "not well-formed (invalid token)".
     """
-    if b"\0" not in data[:_WIDE_SAMPLE] or any(data.startswith(m) for m, _ in _MARKS):
+    if b"\0" not in data[:_WIDE_SAMPLE] or data.startswith(_SNIFFED_BY_FEEDPARSER):
         return None
     codec = _wide_codec(data[:_WIDE_SAMPLE])
     if codec is None:
@@ -398,6 +408,14 @@ def run_feedparser(document: bytes) -> feedparser.FeedParserDict:
     return feedparser.parse(io.BytesIO(document), sanitize_html=False, resolve_relative_uris=False)
 
 
+# A prolog (declaration, comments, processing instructions, a DOCTYPE without an internal
+# subset), then the first element, in an ASCII-compatible document.
+_PROLOG = rb"(?:\s|<\?[^>]{0,500}\?>|<!--(?:[^-]|-(?!->)){0,2000}-->|<!DOCTYPE[^>\[]{0,500}>)*"
+_PROLOG_ONLY = re.compile(_PROLOG)
+_ROOT_ELEMENT = re.compile(_PROLOG + rb"<([A-Za-z_][\w:.-]{0,100})")
+_FEED_ROOTS = frozenset({b"rss", b"feed", b"rdf", b"channel"})
+
+
 def _not_a_feed(data: bytes, parsed: feedparser.FeedParserDict) -> str:
     head = data[:512].lstrip().lower()
     if not head:
@@ -406,6 +424,12 @@ def _not_a_feed(data: bytes, parsed: feedparser.FeedParserDict) -> str:
         return "not a feed: got an HTML page"
     if head.startswith((b"{", b"[")):
         return "not a feed: got JSON"
+    if _PROLOG_ONLY.fullmatch(data[:4096]):
+        return "not a feed: an XML document with no element in it (only a prolog or comments)"
+    root = _ROOT_ELEMENT.match(data[:4096])
+    if root and root.group(1).lower().split(b":")[-1] not in _FEED_ROOTS:
+        name = root.group(1).decode("ascii", "replace")
+        return f"not a feed: an XML document whose root element is <{name}>, not RSS or Atom"
     reason = _describe(parsed.get("bozo_exception"))
     return f"not a feed: {reason}" if reason else "not a feed: no RSS or Atom document found"
 
