@@ -251,17 +251,23 @@ HOSTILE = {
         check=lambda p: p.talks[0].url is None,
     ),
     "not-well-formed.xml": Outcome(
-        "unclosed and mismatched tags: the 2 items read, with a warning; the third, of which "
-        "the loose parser kept nothing, is skipped and said so",
+        "unclosed and mismatched tags: the 2 items read, with a warning (a broken document, "
+        "not a truncated one: no degraded poll); the third, of which the loose parser kept "
+        "nothing, is skipped and said so",
         2,
         warning="malformed feed",
-        check=lambda p: p.degraded and "item 3 skipped: no title, link or video" in p.warnings,
+        check=lambda p: not p.degraded and "item 3 skipped: no title, link or video" in p.warnings,
     ),
     "truncated.xml": Outcome(
-        "cut off inside the last item: both items read, with a warning",
-        2,
+        "cut off inside the last item: the whole one read, the cut one skipped until it is "
+        "whole, and the poll degraded",
+        1,
         warning="malformed feed",
-        check=lambda p: [t.guid for t in p.talks] == ["whole", "cut"],
+        check=lambda p: (
+            [t.guid for t in p.talks] == ["whole"]
+            and p.degraded
+            and "item 2 skipped: the document ends inside it" in " ".join(p.warnings)
+        ),
     ),
     "html-page.html": Outcome("an HTML page", 0, "not a feed: got an HTML page"),
     "json-body.json": Outcome("JSON", 0, "not a feed: got JSON"),

@@ -94,7 +94,7 @@ def test_a_truncated_document_announces_no_half_read_talk_and_is_no_recovery(tmp
     whole = add_talk(feed.body, *NEW)
     feed.set_body(cut_inside_first_item(whole))
     result = poll(tmp_path)
-    assert "item 1 skipped: read from broken XML, with no guid or link" in result.stderr
+    assert "item 1 skipped: the document ends inside it (truncated)" in result.stderr
     assert hook.received == []
     status = feed_status(tmp_path)
     assert status["degraded"] is True and status["consecutive_failures"] == 2

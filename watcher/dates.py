@@ -121,6 +121,19 @@ ZONES = {
 _ZONE_HOURS = {**timezone_names, "utc": 0, **ZONES}  # every name the handler reads
 
 
+def as_stamped_before(parsed: object) -> str | None:
+    """The date as `published` was written before MIN_YEAR was a floor (`strftime`'s
+    `%Y` does not pad: year 1 is `1-01-01T00:00:00Z`): what the hash naming an item with
+    no guid and no link was made of, and must stay made of."""
+    if not isinstance(parsed, time.struct_time):
+        return None
+    try:
+        moment = datetime.fromtimestamp(calendar.timegm(parsed), tz=UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def iso_utc(parsed: object) -> str | None:
     """feedparser's UTC `struct_time` as `YYYY-MM-DDTHH:MM:SSZ`; None for no date or a
     placeholder before MIN_YEAR. `timegm` normalises fields out of range, as before."""

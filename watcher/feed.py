@@ -91,8 +91,10 @@ class ParsedFeed:
 
     `error` is set when the document is not a usable feed (no talks could be
     read); `warnings` note what was wrong with a feed that could still be read.
-    `degraded`: the document is not well-formed XML and was read by feedparser's
-    loose parser, which recovers what it can (a truncated or broken document).
+    `degraded`: the document ends before it is whole (a server that died mid-response,
+    a half-written file), and feedparser's loose parser recovered what it could. Other
+    malformed XML (a stray `&`, an undefined `&nbsp;`) is only a warning: feeds that are
+    always a little broken are common, and are read as well as ever.
     """
 
     talks: list[Talk]
@@ -144,8 +146,9 @@ def parse_prepared(
         warnings.append(f"malformed feed: {_describe(parsed.get('bozo_exception'))}")
     if not parsed.get("version") and not parsed.entries:
         return ParsedFeed([], error=_not_a_feed(data, parsed))
-    degraded = isinstance(parsed.get("bozo_exception"), xml.sax.SAXException)
-    numbered, skipped = numbered_talks(parsed.entries, read, degraded)
+    degraded = _truncated(parsed.get("bozo_exception"))
+    cut = len(parsed.entries) - 1 if degraded and _ends_inside_item(document) else None
+    numbered, skipped = numbered_talks(parsed.entries, read, cut)
     feed_title = parsed.get("feed", {}).get("title")
     return ParsedFeed(
         [talk for _, talk in numbered],
@@ -168,10 +171,10 @@ def unparseable_error(exc: Exception) -> str:
 
 
 def numbered_talks(
-    entries: list, read: Callable[[Mapping], Talk] = talk_from_entry, degraded: bool = False
+    entries: list, read: Callable[[Mapping], Talk] = talk_from_entry, cut_entry: int | None = None
 ) -> tuple[list[tuple[int, Talk]], list[str]]:
     """The talks of feedparser's entries, each with its entry's index and a name of its
-    own (see `watcher.identity`)."""
+    own (see `watcher.identity`); `cut_entry` is the one a truncated document ends inside."""
     talks: list[tuple[int, Talk]] = []
     warnings: list[str] = []
     for index, entry in enumerate(entries):
@@ -181,8 +184,34 @@ def numbered_talks(
             warnings.append(f"item {index + 1} skipped: {type(exc).__name__}: {_describe(exc)}")
             continue
         talks.append((index, talk))
-    distinct, skipped = distinct_talks(talks, entries, degraded)
+    distinct, skipped = distinct_talks(talks, cut_entry)
     return distinct, sorted(warnings + skipped, key=_item_number)
+
+
+# What expat says of a document that ends too soon.
+_END_OF_INPUT = (
+    "no element found",
+    "unclosed token",
+    "unclosed CDATA section",
+    "partial character",
+)
+_ITEM_START = re.compile(rb"<(?:[\w.-]{1,50}:)?(?:item|entry)[\s/>]")
+_ITEM_END = re.compile(rb"</(?:[\w.-]{1,50}:)?(?:item|entry)\s*>")
+_TAIL = 1_000_000  # where to look for the last item's start and end
+
+
+def _truncated(problem: object) -> bool:
+    return isinstance(problem, xml.sax.SAXParseException) and problem.getMessage().startswith(
+        _END_OF_INPUT
+    )
+
+
+def _ends_inside_item(document: bytes) -> bool:
+    """Whether the last item the document begins is not ended."""
+    tail = document[-_TAIL:]
+    starts = [m.start() for m in _ITEM_START.finditer(tail)]
+    ends = [m.start() for m in _ITEM_END.finditer(tail)]
+    return bool(starts) and (not ends or starts[-1] > ends[-1])
 
 
 def _item_number(warning: str) -> int:

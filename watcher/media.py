@@ -75,7 +75,7 @@ def entry_video(entry: Mapping, content: str) -> Video | None:
         return video
     if url := playable_file(entry):
         return Video(url)
-    return linked_video(content)
+    return video_in_text(content)
 
 
 def own_links(entry: Mapping) -> Iterator[str]:
@@ -117,10 +117,6 @@ def embedded_video(content: str) -> Video | None:
     return None
 
 
-def linked_video(content: str) -> Video | None:
-    return video_in_text(content)
-
-
 def video_in_text(text: str) -> Video | None:
     """The first YouTube or Vimeo video link in the text."""
     match = VIDEO_LINK.search(text)
@@ -151,8 +147,8 @@ def playable_file(entry: Mapping) -> str | None:
 
 
 def entry_pictures(entry: Mapping) -> Iterator[object]:
-    """Candidate thumbnails the entry declares, best first: `media:thumbnail`, an image
-    `media:content`, an image enclosure, the item's `itunes:image`."""
+    """Candidate thumbnails the entry declares beside its content, best first:
+    `media:thumbnail`, then an image `media:content`."""
     for thumbnail in entry.get("media_thumbnail") or []:
         if isinstance(thumbnail, Mapping):
             yield thumbnail.get("url")
@@ -162,6 +158,7 @@ def entry_pictures(entry: Mapping) -> Iterator[object]:
 
 
 def enclosure_pictures(entry: Mapping) -> Iterator[object]:
+    """The last resorts: an image enclosure, then the item's `itunes:image`."""
     for enclosure in entry.get("enclosures") or []:
         if isinstance(enclosure, Mapping) and _is_image(enclosure):
             yield enclosure.get("href") or enclosure.get("url")

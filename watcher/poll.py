@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
-from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -18,6 +16,7 @@ from watcher.config import Config, FeedConfig
 from watcher.fetch import FetchError
 from watcher.resolve import fetch_source, not_a_feed
 from watcher.schema import redact_feed_url
+from watcher.select import Diff, diff
 from watcher.store import Store, StoreError
 from watcher.talk import Talk
 
@@ -30,36 +29,6 @@ class PollResult:
     ok: bool
     error: str | None = None
     announced: int = 0
-
-
-def identity_keys(talk: Talk, dedup: Iterable[str]) -> set[str]:
-    """The keys a talk is known by: its GUID, and (by default) its link and video id.
-
-    Matching on link and video id keeps a feed that rewrites its GUIDs (new
-    domain, http→https, a trailing slash) from re-announcing its back catalogue.
-    """
-    keys = {f"guid:{talk.guid}"}
-    if "link" in dedup and talk.url:
-        keys.add(f"link:{normalize_link(talk.url)}")
-    if "video_id" in dedup and talk.video_id:
-        keys.add(f"video:{talk.video_id}")
-    return keys
-
-
-def normalize_link(url: str) -> str:
-    """Scheme-less, lower-case host, no trailing slash: `http://A.com/x/` ≡ `https://a.com/x`."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").removeprefix("www.")
-    query = f"?{parts.query}" if parts.query else ""
-    return f"{host}{parts.path.rstrip('/')}{query}"
-
-
-def publication_order(talks: list[Talk]) -> list[Talk]:
-    """Oldest first. Undated talks and ties keep the feed's order read bottom-up
-    (feeds list the newest first)."""
-    indexed = list(enumerate(talks))
-    indexed.sort(key=lambda pair: (pair[1].published or "", -pair[0]))
-    return [talk for _, talk in indexed]
 
 
 def delivery_id(feed: str, guid: str, destination: str) -> str:
@@ -152,6 +121,15 @@ async def poll_feed(
         announce = (
             announce[max(0, len(announce) - feed.notify_existing) :] if feed.notify_existing else []
         )
+    elif source.switched and _another_feed(changes, read.identities):
+        log.warning(
+            "feed %s: the feed found on its page now (%s) shares few talks with the one read "
+            "before: its %d talks not seen yet are recorded as seen, not announced",
+            feed.name,
+            redact_feed_url(source.state["discovered_url"]),
+            len(announce),
+        )
+        announce = []
     talks = await asyncio.to_thread(read.talks, announce) if announce else []
     for warning in read.warnings:
         log.warning("feed %s: %s", feed.name, warning)
@@ -162,8 +140,8 @@ async def poll_feed(
             f"{len(unread)} new talks could not be read in full; trying again next poll"
         )
         log.error("feed %s: %s", feed.name, success["last_error"])
-        changes = Diff(
-            [(t, keys) for t, keys in changes.new if t.guid not in unread], changes.present
+        changes = dataclasses.replace(
+            changes, new=[(t, keys) for t, keys in changes.new if t.guid not in unread]
         )
     announced = [by_guid[guid] for guid in announce if guid in by_guid]
     try:
@@ -197,38 +175,10 @@ def _still_degraded(state: dict) -> dict:
     }
 
 
-@dataclass(frozen=True)
-class Diff:
-    new: list[tuple[Talk, set[str]]]  # in publication order, with each talk's keys
-    present: set[str]  # the keys of every talk in the document
-
-
-def diff(talks: list[Talk], seen: set[str], dedup: Iterable[str]) -> Diff:
-    """Which talks are new: none of their keys seen before (nor earlier in this document).
-
-    A link or video id shared by several items of the document (a feed whose items
-    all link to its home page) identifies none of them, so only the GUID counts there.
-    """
-    keyed = [(talk, identity_keys(talk, dedup)) for talk in talks]
-    shared = Counter(key for _, keys in keyed for key in keys if not key.startswith("guid:"))
-    seen = set(seen)
-    new: dict[str, set[str]] = {}
-    present: set[str] = set()
-    for talk, keys in keyed:
-        keys = {key for key in keys if shared[key] <= 1}
-        present |= keys
-        if keys.isdisjoint(seen):
-            new[talk.guid] = keys
-            seen |= keys
-        elif f"guid:{talk.guid}" not in seen:
-            matched = sorted(key.split(":", 1)[0] for key in keys & seen)
-            log.info(
-                "item %s matches a seen talk by %s (its GUID changed?); not announced",
-                talk.guid,
-                " and ".join(matched),
-            )
-    ordered = publication_order([talk for talk in talks if talk.guid in new])
-    return Diff([(talk, new[talk.guid]) for talk in ordered], present)
+def _another_feed(changes: Diff, talks: list[Talk]) -> bool:
+    """Whether a feed newly found on a page is another feed than the one read before (not
+    the same feed at a new address): most of its talks are new."""
+    return len(changes.new) + len(changes.quiet) > len(talks) / 2
 
 
 def _record(store, feed, config, changes, announced, baseline, now, success, fetched, unread):
@@ -239,7 +189,9 @@ def _record(store, feed, config, changes, announced, baseline, now, success, fet
     stamp = iso(now)
     prune_before = iso(now - timedelta(seconds=config.retention))
     with store.batch():
-        store.mark_seen(feed.name, [(talk.guid, keys) for talk, keys in changes.new], stamp)
+        seen = [*changes.new, *changes.quiet]
+        store.mark_seen(feed.name, [(talk.guid, keys) for talk, keys in seen], stamp)
+        store.add_seen_keys(feed.name, changes.rekeyed)
         forgotten = store.refresh_presence(feed.name, changes.present, stamp, prune_before)
         for talk in announced:
             for destination in feed.notify:
@@ -266,6 +218,13 @@ def _record(store, feed, config, changes, announced, baseline, now, success, fet
             feed.name,
             forgotten,
             config.retention,
+        )
+    if changes.quiet:
+        log.info(
+            "feed %s: %d items that share a guid with a talk seen before recorded as seen, not "
+            "announced (the state is from before such items were told apart)",
+            feed.name,
+            len(changes.quiet),
         )
     if baseline:
         log.info(

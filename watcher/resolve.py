@@ -141,6 +141,8 @@ class Source:
     fetched: Fetched
     same_source: bool  # the stored validators and body hash are those of the URL fetched
     state: dict[str, Any]  # `discovered_url` and `page_url`, recorded with a success
+    # A feed found on the page where another URL was read before: maybe another feed
+    switched: bool = False
 
     @property
     def discovered(self) -> bool:
@@ -161,6 +163,8 @@ async def fetch_source(
     its validators); else its URL, and, if that is a page, the feed the page advertises."""
     limits = {"max_bytes": config.max_bytes, "deadline": config.timeout}
     failed = None
+    read_before = state.get("url") == feed.url and state.get("baselined")
+    previous = remembered_feed(feed, state) or (feed.url if read_before else None)
     if remembered := remembered_feed(feed, state):
         try:
             return await _fetch_remembered(feed, remembered, state, client, limits)
@@ -187,7 +191,8 @@ async def fetch_source(
     if discovery is None:
         return Source(fetched, same_source, {"discovered_url": None, "page_url": None})
     _log_discovery(feed, discovery)
-    return Source(fetched, False, _found(feed, discovery.feed_url))
+    switched = previous is not None and discovery.feed_url != previous
+    return Source(fetched, False, _found(feed, discovery.feed_url), switched)
 
 
 async def _fetch_remembered(

@@ -432,6 +432,20 @@ class Store:
         if rows:
             self._feed(feed)["seen"].insert_multiple(rows)
 
+    def add_seen_keys(self, feed: str, additions: Iterable[tuple[str, Iterable[str]]]) -> None:
+        """Let seen talks be known by more keys: each addition names a key the talk is known
+        by now, and the keys to add."""
+        wanted: dict[str, set[str]] = {}
+        for known, keys in additions:
+            wanted.setdefault(known, set()).update(keys)
+        if not wanted:
+            return
+        table = self._feed(feed)["seen"]
+        for row in table.all():
+            extra = set().union(*(wanted[key] for key in row["keys"] if key in wanted))
+            if extra - set(row["keys"]):
+                table.update({"keys": sorted(set(row["keys"]) | extra)}, doc_ids=[row.doc_id])
+
     def refresh_presence(
         self, feed: str, present_keys: set[str], now: str, prune_absent_before: str
     ) -> int:

@@ -17,7 +17,7 @@ from itertools import islice
 import lxml.etree
 import lxml.html
 
-from watcher.dates import iso_utc
+from watcher.dates import as_stamped_before, iso_utc
 from watcher.media import enclosure_pictures, entry_pictures, entry_video
 from watcher.urls import resolve_url, safe_url
 
@@ -195,7 +195,7 @@ def identity_from_entry(entry: Mapping) -> Talk:
     description, _ = _description_html(entry)
     video = entry_video(entry, description)
     return Talk(
-        guid=_guid(entry, url, raw_title, published),
+        guid=_guid(entry, url),
         title=title,
         speaker=speaker,
         event=event,
@@ -286,13 +286,22 @@ def parse_timestamp(value: str) -> int:
     return seconds
 
 
-def _guid(entry: Mapping, url: str | None, raw_title: str, published: str | None) -> str:
+def _guid(entry: Mapping, url: str | None) -> str:
+    """The item's guid, else its link, else a hash of its title and date. The hash is of
+    the title as written (not as `_title_text` reads it) and of the date as it has always
+    been written there, placeholders too: a better reading of either must not rename a
+    talk seen before."""
     guid = entry.get("id")
     if isinstance(guid, str) and guid.strip():
         return clean_text(guid)
     if url:
         return url
-    digest = hashlib.sha256(f"{raw_title}\n{published or ''}".encode()).hexdigest()
+    title = entry.get("title")
+    written = clean_text(title) if isinstance(title, str) else ""
+    stamp = as_stamped_before(
+        raw_get(entry, "published_parsed") or raw_get(entry, "updated_parsed")
+    )
+    digest = hashlib.sha256(f"{written}\n{stamp or ''}".encode()).hexdigest()
     return f"sha256:{digest[:32]}"
 
 
