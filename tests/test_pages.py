@@ -341,3 +341,23 @@ def test_a_page_still_advertising_its_gone_feed_fails_but_is_not_gone(tmp_path, 
     status = feed_status(tmp_path)
     assert status["gone"] is False, "the page is what the config names, and it is there"
     assert status["discovered_url"] is None
+
+
+def test_another_feed_found_on_the_page_is_recorded_not_announced(tmp_path, httpserver):
+    """The page now advertises another feed first (its comments) and the talks feed is gone:
+    that feed's back catalogue is not news, so it is recorded as seen, with a warning."""
+    talks = FeedHost(httpserver, "/talks.xml")
+    comments = FeedHost(httpserver, "/comments.xml")
+    comments.set_body((SEED_FEED.parent / "atom.xml").read_bytes())
+    page = Page(httpserver, "/", "talks.xml")
+    hook = Recorder(httpserver, "/hook")
+    write_config(tmp_path, config(page.url, hook))
+    assert poll(tmp_path).returncode == 0
+
+    talks.status = 404
+    page.advertise("comments.xml", "talks.xml")
+    switched = poll(tmp_path)
+    assert switched.returncode == 0, switched.stderr
+    assert f"the feed found on its page now ({comments.url}) shares few talks" in switched.stderr
+    assert hook.received == []
+    assert feed_status(tmp_path)["discovered_url"] == comments.url
