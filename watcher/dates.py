@@ -151,13 +151,24 @@ def iso_utc(parsed: object) -> str | None:
     )
 
 
+# An English RFC 822 date with a zone feedparser knows: most dates of most feeds.
+_PLAIN_RFC822 = re.compile(
+    r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?\d{1,2} "
+    r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}(?::\d{2})? "
+    r"(?:[+-]\d{4}|GMT|UTC?|Z|[ECMP][SD]T)"
+)
+
+
 def parse_date(value: str) -> time.struct_time | None:
     """An RFC 822-like date feedparser misreads or gives up on, as a UTC `struct_time`;
     None for anything else, so that feedparser's own handlers read it (a feedparser
     date handler: it gets every date string first)."""
     if not isinstance(value, str) or len(value) > MAX_LENGTH:
         return None
-    match = _RFC822ISH.fullmatch(value.strip())
+    value = value.strip()
+    if _PLAIN_RFC822.fullmatch(value):
+        return None  # the common case, which feedparser reads right: not read twice
+    match = _RFC822ISH.fullmatch(value)
     if match is None:
         return None
     zone = (match["zone"] or "").casefold()

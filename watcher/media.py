@@ -93,6 +93,8 @@ def own_links(entry: Mapping) -> Iterator[str]:
 def video_page(url: str) -> Video | None:
     """The video a page URL shows: YouTube (any of its URL shapes), an Invidious-style
     `/watch?v=` on another host, or Vimeo."""
+    if not ("youtu" in url or "vimeo" in url or "/watch" in url):
+        return None  # most links are not video pages: no need to take them apart
     try:
         parts = urlsplit(url.strip())
     except ValueError:
@@ -125,12 +127,13 @@ def video_in_text(text: str) -> Video | None:
     return youtube(match["youtube"]) if match["youtube"] else vimeo(match["vimeo"])
 
 
-def content_video_stand_in(content: str) -> str | None:
-    """A short text from which `entry_video` reads the same video as from this content
-    (an embed stays an embed: it comes before the entry's enclosure, a link after)."""
+def content_video_stand_in(content: str, files: bool) -> str | None:
+    """A short text from which `entry_video` reads the same video as from this content.
+    Where the entry has `files` (an enclosure or media content), an embed stays an embed:
+    it comes before them, a link after; else either reads the same as a bare link."""
     for match in _EMBED.finditer(content):
         if link := VIDEO_LINK.search(match.group("src")):
-            return f'<iframe src="{link.group()}"></iframe>'
+            return f'<iframe src="{link.group()}"></iframe>' if files else link.group()
     link = VIDEO_LINK.search(content)
     return link.group() if link else None
 

@@ -220,6 +220,7 @@ def _stand_ins(item: etree._Element, tokens: Iterator[int]) -> dict[str, str]:
     namespace declarations, the element's own attributes or a wrapping div's, and
     escapes its text), and text feedparser decodes or escapes (see _plain_text)."""
     swapped = {}
+    files: bool | None = None  # whether the item has an enclosure or media (found once)
     for child in item:
         if not isinstance(child.tag, str) or etree.QName(child).localname not in _CONTENT:
             continue
@@ -228,7 +229,10 @@ def _stand_ins(item: etree._Element, tokens: Iterator[int]) -> dict[str, str]:
             continue
         # The link as feedparser will see it: its Latin-1 and cp1252 mending can only change
         # text with characters from U+0080 to U+00FF, and those are rare.
-        link = content_video_stand_in(_as_feedparser_keeps(text) if _LATIN1.search(text) else text)
+        kept = _as_feedparser_keeps(text) if _LATIN1.search(text) else text
+        if files is None:
+            files = _has_files(item)
+        link = content_video_stand_in(kept, files)
         token = f"{_TOKEN}{next(tokens)}"
         stand_in = etree.Element(child.tag, attrib=dict(child.attrib), nsmap=child.nsmap)
         stand_in.text = f"{link} {token}" if link else token
@@ -236,6 +240,23 @@ def _stand_ins(item: etree._Element, tokens: Iterator[int]) -> dict[str, str]:
         item.replace(child, stand_in)
         swapped[stand_in.text] = text
     return swapped
+
+
+def _has_files(item: etree._Element) -> bool:
+    """Whether feedparser may find an audio or video file in the item (`media.playable_file`):
+    an enclosure, an Atom link to one, or anything of Media RSS."""
+    for element in item.iter():
+        if not isinstance(element.tag, str):
+            continue
+        name = etree.QName(element)
+        if (
+            name.localname == "enclosure"
+            or "search.yahoo.com/mrss" in (name.namespace or "").lower()
+        ):
+            return True
+        if name.localname == "link" and (element.get("rel") or "").strip().lower() == "enclosure":
+            return True
+    return False
 
 
 def _as_feedparser_keeps(text: str) -> str:
