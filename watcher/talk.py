@@ -306,7 +306,6 @@ def _guid(entry: Mapping, url: str | None) -> str:
 
 
 def _published(entry: Mapping) -> str | None:
-    # dict.get: feedparser's own get() maps one key onto the other, with a warning.
     return iso_utc(raw_get(entry, "published_parsed") or raw_get(entry, "updated_parsed"))
 
 
