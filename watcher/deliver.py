@@ -1,12 +1,27 @@
 """Drain the outbox: send each queued delivery; remove it only once it was accepted.
 
 Each destination drains on its own (one's outage or slowness never delays
-another), in queue order, which is publication order within a feed. A transient
-failure schedules a retry with exponential backoff and jitter (or the
-server's `Retry-After`) and stops that destination's drain so order is kept; a
-permanent failure, or one still failing after the destination's `give_up_after`
-or `max_attempts`, is dead-lettered:
-kept in the store, never silently dropped.
+another), in queue order, which is publication order within a feed.
+
+Two kinds of transient failure are told apart, because they call for opposite
+answers:
+
+- **The destination is down** (it does not answer at all, answers with
+  `Retry-After`, fails the probe of an outage, or fails two deliveries in a row):
+  it is backed off as a whole. Its drain stops, and it is probed
+  again after a delay that follows the outage (a quarter of how long it has been
+  down, from 2 s to 30 s, jittered; at least `Retry-After`). The deliveries that
+  failed wait for that probe, in queue order, so order is kept through an outage,
+  and the queue flows again within seconds of the destination's return.
+- **One delivery keeps failing** while others are accepted (a receiver that chokes
+  on one payload): it steps aside. It is retried on its own schedule (a delay that
+  grows with how long it has been failing, from 30 s to 1 h, jittered) while the
+  deliveries after it go on; so a delivery that keeps failing is the one case
+  where a later talk of a feed can arrive before an earlier one.
+
+A permanent failure, or one still failing after the destination's
+`give_up_after` or `max_attempts`, is dead-lettered: kept in the store, never
+silently dropped.
 """
 
 from __future__ import annotations
@@ -18,6 +33,7 @@ import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import Enum
 
 import httpx
 
@@ -28,6 +44,7 @@ from watcher.notifiers.base import (
     Notifier,
     PermanentDeliveryError,
     TransientDeliveryError,
+    UnreachableError,
 )
 from watcher.store import Store
 from watcher.talk import Talk
@@ -36,16 +53,42 @@ log = logging.getLogger(__name__)
 
 RETRY_BASE = 30.0
 RETRY_CAP = 3600.0
+PROBE_BASE = 2.0
+PROBE_CAP = 30.0
+RETRY_AFTER_CAP = RETRY_CAP * 6
 IDLE_WAKE = 60.0
 
 
-def retry_delay(attempts: int, rng: random.Random, retry_after: float | None = None) -> float:
-    """Seconds until the next try after `attempts` failures: exponential, jittered,
-    or the server's `Retry-After` when it gave one."""
-    if retry_after is not None:
-        return min(max(retry_after, 1.0), RETRY_CAP * 6)
-    ceiling = min(RETRY_BASE * 2 ** (attempts - 1), RETRY_CAP)
+def retry_delay(failing_for: float, rng: random.Random) -> float:
+    """Seconds until one delivery that keeps failing is tried again: as long as it has
+    been failing (from RETRY_BASE to RETRY_CAP), jittered. Not a count of attempts, which
+    quick retries would inflate."""
+    ceiling = min(max(failing_for, RETRY_BASE), RETRY_CAP)
     return ceiling * (0.5 + rng.random() / 2)
+
+
+def probe_delay(down_for: float, rng: random.Random, retry_after: float | None = None) -> float:
+    """Seconds until a destination that is down is probed again: a quarter of how long it
+    has been down (from PROBE_BASE to PROBE_CAP), jittered; at least its `Retry-After`."""
+    delay = min(max(down_for / 4, PROBE_BASE), PROBE_CAP) * (0.8 + rng.random() * 0.4)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, RETRY_AFTER_CAP))
+    return delay
+
+
+@dataclass
+class Outage:
+    """A destination seen down: since when, and when to probe it."""
+
+    since: datetime
+    probe_at: datetime
+
+
+class Outcome(Enum):
+    SENT = "sent"
+    DEAD = "dead"
+    RETRY = "retry"  # a transient failure: the delivery was scheduled again
+    DOWN = "down"  # a transient failure that says the destination is down as a whole
 
 
 @dataclass
@@ -81,6 +124,7 @@ class Deliverer:
         self._locks = {name: asyncio.Lock() for name in notifiers}
         self._wake = {name: asyncio.Event() for name in notifiers}
         self._next_slot = dict.fromkeys(notifiers, 0.0)
+        self._outages: dict[str, Outage] = {}
         self._stopping = False
 
     async def drain(self, destinations: Iterable[str] | None = None) -> DrainResult:
@@ -121,24 +165,88 @@ class Deliverer:
                 await asyncio.wait_for(self._wake[name].wait(), wait)
 
     def _due_in(self, name: str) -> float:
+        """Seconds until the destination's next delivery is due: its probe when it is down,
+        else the soonest of its queued deliveries."""
+        outage = self._outages.get(name)
         pending = self.store.pending(name)
-        if not pending or not pending[0]["next_attempt"]:
-            return IDLE_WAKE if not pending else 1.0
-        due = datetime.fromisoformat(pending[0]["next_attempt"]) - self.clock()
-        return min(max(due.total_seconds(), 0.05), IDLE_WAKE)
+        if not pending:
+            return IDLE_WAKE
+        if outage is not None:
+            due = outage.probe_at
+        else:
+            due = min(_due(row) or self.clock() for row in pending)
+        wait = (due - self.clock()).total_seconds()
+        return min(max(wait, 0.05), IDLE_WAKE)
 
     async def _drain_one(self, name: str) -> DrainResult:
+        """One pass over the destination's queue: each due delivery in order; one that is
+        not due (stepped aside) is passed over; the pass ends when the destination is down."""
         result = DrainResult()
         async with self._locks[name]:
+            failed: list[dict] = []  # deliveries that failed since the last one accepted
             for row in self.store.pending(name):
-                if self._stopping:
-                    break
                 now = self.clock()
-                if row["next_attempt"] and datetime.fromisoformat(row["next_attempt"]) > now:
+                if self._stopping or self._down(name, now):
                     break
-                if not await self._attempt(name, row, result):
-                    break
+                if (due := _due(row)) and due > now:
+                    continue
+                outcome, retry_after = await self._attempt(name, row, result)
+                if outcome is Outcome.SENT:
+                    self._recovered(name)
+                    self._stepped_aside(name, failed)
+                    failed.clear()
+                elif outcome in (Outcome.RETRY, Outcome.DOWN):
+                    failed.append(row)
+                    # Down: it did not answer, asked to wait, failed a probe, or failed two
+                    # deliveries in a row. Else this one delivery may be the trouble: the
+                    # next one is tried, and if it goes through, this one steps aside.
+                    if (
+                        outcome is Outcome.DOWN
+                        or retry_after is not None
+                        or name in self._outages
+                        or len(failed) > 1
+                    ):
+                        self._went_down(name, failed, retry_after)
+                        break
         return result
+
+    def _down(self, name: str, now: datetime) -> bool:
+        outage = self._outages.get(name)
+        return outage is not None and outage.probe_at > now
+
+    def _recovered(self, name: str) -> None:
+        outage = self._outages.pop(name, None)
+        if outage is not None:
+            down = (self.clock() - outage.since).total_seconds()
+            log.info("destination %s: answering again after %.0fs; delivering", name, down)
+
+    def _stepped_aside(self, name: str, failed: list[dict]) -> None:
+        """These failed while the destination accepts others: their own schedules stand."""
+        for row in failed:
+            due = _due(self.store.pending_row(row["id"]) or row)
+            log.warning(
+                "destination %s: talk %s fails while others are accepted; it steps aside "
+                "and is tried again at %s",
+                name,
+                row["talk"].get("guid"),
+                iso(due) if due else "once due",
+            )
+
+    def _went_down(self, name: str, failed: list[dict], retry_after: float | None) -> None:
+        """Back the destination off as a whole; the deliveries that failed wait for its
+        probe, so that they go first, in order, when it answers again."""
+        now = self.clock()
+        outage = self._outages.get(name) or Outage(since=now, probe_at=now)
+        delay = probe_delay((now - outage.since).total_seconds(), self.rng, retry_after)
+        outage.probe_at = now + timedelta(seconds=delay)
+        if name in self._outages:
+            log.debug("destination %s: still down; probing it again in %.0fs", name, delay)
+        else:
+            log.warning("destination %s: down; probing it again in %.0fs", name, delay)
+        self._outages[name] = outage
+        with self.store.batch():
+            for row in failed:
+                self.store.delivery_failed(row["id"], next_attempt=iso(outage.probe_at))
 
     async def _pace(self, name: str) -> None:
         rate = self.policies[name].rate
@@ -150,8 +258,10 @@ class Deliverer:
             await asyncio.sleep(wait)
         self._next_slot[name] = max(loop.time(), self._next_slot[name]) + 1.0 / rate
 
-    async def _attempt(self, name: str, row: dict, result: DrainResult) -> bool:
-        """Try one delivery; True when the drain may go on to the next one."""
+    async def _attempt(
+        self, name: str, row: dict, result: DrainResult
+    ) -> tuple[Outcome, float | None]:
+        """Try one delivery: what came of it, and the server's `Retry-After` if it gave one."""
         delivery = Delivery(row["id"], row["feed"], name, Talk.from_dict(row["talk"]))
         context = f"destination {name}: talk {delivery.talk.guid}"
         attempts = row["attempts"] + 1
@@ -163,7 +273,7 @@ class Deliverer:
             log.error("%s: rejected, dead-lettered: %s", context, exc)
             result.dead += 1
             result.errors.append(f"{name}: {exc}")
-            return True
+            return Outcome.DEAD, None
         except Exception as exc:
             if isinstance(exc, TransientDeliveryError):
                 error = str(exc)
@@ -171,21 +281,22 @@ class Deliverer:
                 error = f"unexpected {type(exc).__name__}: {exc}"
                 log.exception("%s: the notifier failed unexpectedly", context)
             result.errors.append(f"{name}: {error}")
-            retrying = self._retry_later(name, row, attempts, error, exc, context)
-            if retrying:
+            retry_after = getattr(exc, "retry_after", None)
+            if self._retry_later(name, row, attempts, error, context):
                 result.failed += 1
-            else:
-                result.dead += 1
-            return not retrying
+                unreachable = isinstance(exc, UnreachableError)
+                return (Outcome.DOWN if unreachable else Outcome.RETRY), retry_after
+            result.dead += 1
+            return Outcome.DEAD, None
         now = self.clock()
         with self.store.batch():
             self.store.delivered(row["id"])
             self.store.update_destination_state(name, last_success=iso(now))
         log.info("%s: delivered", context)
         result.sent += 1
-        return True
+        return Outcome.SENT, None
 
-    def _retry_later(self, name, row, attempts, error, exc, context) -> bool:
+    def _retry_later(self, name, row, attempts, error, context) -> bool:
         """Schedule the next try (True), or dead-letter the delivery if it is time to give
         up (False): `give_up_after` counts from its first failure, not from when it was
         queued, so a backlog that waited out an outage is not dropped on one failure."""
@@ -199,7 +310,7 @@ class Deliverer:
             self._dead(name, row, attempts, f"gave up after {attempts} attempts: {error}")
             log.error("%s: giving up after %d attempts: %s", context, attempts, error)
             return False
-        delay = retry_delay(attempts, self.rng, getattr(exc, "retry_after", None))
+        delay = retry_delay(failing_for, self.rng)
         with self.store.batch():
             self.store.delivery_failed(
                 row["id"],
@@ -209,9 +320,9 @@ class Deliverer:
                 next_attempt=iso(now + timedelta(seconds=delay)),
             )
             self.store.update_destination_state(name, last_error=error, last_error_at=iso(now))
-        log.warning(
-            "%s: failed (attempt %d), retrying in %.0fs: %s", context, attempts, delay, error
-        )
+        # A probe of a destination known to be down: one WARNING said it went down.
+        level = logging.DEBUG if name in self._outages else logging.WARNING
+        log.log(level, "%s: failed (attempt %d): %s", context, attempts, error)
         return True
 
     def _dead(self, name: str, row: dict, attempts: int, error: str) -> None:
@@ -226,3 +337,7 @@ class Deliverer:
                 dead_at=now,
             )
             self.store.update_destination_state(name, last_error=error, last_error_at=now)
+
+
+def _due(row: dict) -> datetime | None:
+    return datetime.fromisoformat(row["next_attempt"]) if row["next_attempt"] else None

@@ -493,6 +493,10 @@ class Store:
         ]
         return sorted(rows, key=lambda row: row["seq"])
 
+    def pending_row(self, delivery_id: str) -> dict[str, Any] | None:
+        row = self._outbox.get(delivery_id)
+        return dict(row) if row is not None else None
+
     def delivered(self, delivery_id: str) -> None:
         row = self._outbox.pop(delivery_id, None)
         if row is not None:

@@ -1,7 +1,9 @@
 """What every destination shares: the delivery it is given and the errors it raises.
 
     DeliveryError
-     ├── TransientDeliveryError   try again later (5xx, 408, 429, network, timeout)
+     ├── TransientDeliveryError   try again later (5xx, 408, 429)
+     │    └── UnreachableError    the destination did not answer at all (network, timeout,
+     │                            TLS): it is down as a whole, not just for this message
      └── PermanentDeliveryError   this message will never be accepted (other 4xx)
 
 A destination's `send` returns only when the message was accepted; anything
@@ -44,6 +46,10 @@ class TransientDeliveryError(DeliveryError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class UnreachableError(TransientDeliveryError):
+    pass
 
 
 class PermanentDeliveryError(DeliveryError):
@@ -96,9 +102,9 @@ async def post_json(
             finally:
                 await response.aclose()
     except TimeoutError:
-        raise TransientDeliveryError(f"timed out after {timeout:g}s") from None
+        raise UnreachableError(f"timed out after {timeout:g}s") from None
     except httpx.HTTPError as exc:
-        raise TransientDeliveryError(f"network error: {type(exc).__name__}") from None
+        raise UnreachableError(f"network error: {type(exc).__name__}") from None
     if response.is_redirect:
         location = redact_url(response.headers.get("location", ""))
         raise PermanentDeliveryError(

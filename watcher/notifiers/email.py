@@ -19,7 +19,12 @@ from typing import Any
 
 import httpx
 
-from watcher.notifiers.base import Delivery, PermanentDeliveryError, TransientDeliveryError
+from watcher.notifiers.base import (
+    Delivery,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+    UnreachableError,
+)
 from watcher.notifiers.text import facts
 from watcher.schema import ConfigError, Setting, boolean, duration, string_list, text, whole_number
 from watcher.talk import clean_text
@@ -144,7 +149,7 @@ class EmailNotifier:
             async with asyncio.timeout(deadline):
                 await asyncio.to_thread(self._send_sync, message)
         except TimeoutError:
-            raise TransientDeliveryError(f"SMTP timed out after {deadline:g}s") from None
+            raise UnreachableError(f"SMTP timed out after {deadline:g}s") from None
 
     def _send_sync(self, message: EmailMessage) -> None:
         s = self.settings
@@ -177,8 +182,6 @@ class EmailNotifier:
                 raise PermanentDeliveryError(error) from None
             raise TransientDeliveryError(error) from None
         except ssl.SSLError as exc:
-            raise TransientDeliveryError(f"TLS error: {exc.reason or exc}") from None
+            raise UnreachableError(f"TLS error: {exc.reason or exc}") from None
         except (OSError, smtplib.SMTPException) as exc:  # connection refused, reset, timeout
-            raise TransientDeliveryError(
-                f"SMTP connection failed: {type(exc).__name__}: {exc}"
-            ) from None
+            raise UnreachableError(f"SMTP connection failed: {type(exc).__name__}: {exc}") from None
