@@ -102,3 +102,31 @@ def test_a_gone_feed_stops_being_polled(tmp_path, httpserver, daemons):
         watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path).stdout
     )["feeds"][0]
     assert report["gone"] is True
+
+
+def test_the_back_off_is_spread_so_feeds_fall_out_of_step():
+    delays = [backoff_delay(3, 60, 21600, None, spread) for spread in (0.0, 0.5, 1.0)]
+    assert delays == [180, 240, 300]
+    assert backoff_delay(3, 60, 21600, 3600, 0.0) == 3600, "never sooner than Retry-After"
+    assert backoff_delay(9, 60, 600, None, 1.0) == 600, "never past the cap"
+
+
+def test_feeds_failing_together_are_not_retried_in_lock_step(tmp_path, httpserver):
+    """Four feeds on one flapping server, failed twice together: their next polls spread
+    out, instead of all landing in the server's next outage."""
+    httpserver.expect_request("/flaky.xml").respond_with_data("down", status=503)
+    url = httpserver.url_for("/flaky.xml")
+    feeds = "".join(f'\n[[feeds]]\nname = "f{n}"\nurl = "{url}?{n}"\n' for n in range(4))
+    write_config(
+        tmp_path,
+        f'[watcher]\nstate = "state.json"\ninterval = "1m"\n{feeds}\n'
+        '[[destinations]]\nname = "screen"\ntype = "console"\n',
+    )
+    for _ in range(2):
+        assert watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path).returncode == 1
+    report = json.loads(
+        watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path).stdout
+    )
+    polls = sorted(datetime.fromisoformat(feed["next_poll"]) for feed in report["feeds"])
+    assert all(feed["consecutive_failures"] == 2 for feed in report["feeds"])
+    assert (polls[-1] - polls[0]).total_seconds() > 2, polls

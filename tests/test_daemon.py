@@ -7,8 +7,9 @@ import signal
 import time
 
 import pytest
+from werkzeug import Response
 
-from tests.conftest import REPO, add_talk, watcher_command, write_config
+from tests.conftest import REPO, SEED_FEED, add_talk, watcher_command, write_config
 
 
 def test_shipped_example_announces_on_the_console_then_stays_quiet(tmp_path, daemons):
@@ -124,3 +125,28 @@ type = "console"
     assert "refusing to start" in result.stderr
     assert (tmp_path / "watcher.json").read_bytes() == content
     assert feed_host.requests == []
+
+
+def test_a_slow_feeds_skipped_runs_are_said_once(tmp_path, daemons, httpserver):
+    """A feed slower than its interval: its skipped runs give one WARNING line in all (not
+    the scheduler's and ours, every run)."""
+    served = []
+
+    def slow(request):
+        time.sleep(1.2)
+        served.append(time.monotonic())
+        return Response(SEED_FEED.read_bytes(), content_type="application/rss+xml")
+
+    httpserver.expect_request("/slow.xml").respond_with_handler(slow)
+    write_config(
+        tmp_path,
+        f'[watcher]\nstate = "state.json"\ninterval = "0.2s"\n\n[[feeds]]\nname = "slow"\n'
+        f'url = "{httpserver.url_for("/slow.xml")}"\n\n'
+        '[[destinations]]\nname = "screen"\ntype = "console"\n',
+    )
+    daemon = daemons(tmp_path, "--config", "watcher.toml")
+    daemon.wait_for(lambda: len(served) >= 3, "three slow polls", timeout=30)
+    assert daemon.stop() == 0
+    warnings = [line for line in daemon.stderr.splitlines() if " WARNING " in line]
+    assert len([w for w in warnings if "skipped this run" in w]) == 1, warnings
+    assert not [w for w in warnings if "Execution of job" in w or "was missed by" in w]

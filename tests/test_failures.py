@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import threading
 import time
 from datetime import timedelta
+
+from werkzeug import Response
 
 from tests.conftest import FeedHost, Recorder, add_talk, free_port, watcher_command, write_config
 from watcher.app import Watcher
@@ -210,3 +213,27 @@ def test_test_notify_tries_one_destination(tmp_path, httpserver):
     assert result.returncode == 1
     assert result.stderr.strip().endswith("HTTP 404 NOT FOUND: nope")
     assert "/other" not in result.stderr
+
+
+def test_a_feed_slower_than_ten_seconds_within_its_timeout_is_read(tmp_path, httpserver):
+    """`timeout = "20s"` is the feed's: a server that thinks for 11 s before it answers is
+    slow, not down (each read used to be cut at 10 s whatever the setting)."""
+    body = FeedHost(httpserver, "/unused.xml").body
+    answered = threading.Event()
+
+    def thinking(request):
+        time.sleep(11)
+        answered.set()
+        return Response(body, content_type="application/rss+xml")
+
+    httpserver.expect_request("/thinking.xml").respond_with_handler(thinking)
+    hook, other = Recorder(httpserver, "/hook"), Recorder(httpserver, "/other")
+    good = FeedHost(httpserver, "/good.xml")
+    write_config(
+        tmp_path,
+        two_feed_config(good.url, httpserver.url_for("/thinking.xml"), hook, other, "20s"),
+    )
+    result = poll(tmp_path, "--feed", "broken")
+    assert answered.is_set()
+    assert result.returncode == 0, result.stderr
+    assert "feed broken: first poll, 3 talks recorded as seen" in result.stderr

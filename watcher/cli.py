@@ -107,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for noisy in ("httpx", "httpcore", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Its skipped and missed runs: the daemon reports them itself, once (daemon._log_missed).
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
+    logging.getLogger("apscheduler.executors").setLevel(logging.ERROR)
     handler = COMMANDS[args.command]
     try:
         code = handler(args)

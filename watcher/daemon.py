@@ -106,8 +106,19 @@ def _flusher(store: Store):
     return flush
 
 
+_skipped: set[str] = set()  # jobs whose skipped runs were reported at WARNING once
+
+
 def _log_missed(event: JobEvent) -> None:
+    """One line per skipped or missed run: WARNING the first time for a job (a feed slower
+    than its interval is worth knowing of), DEBUG after that."""
+    first = event.job_id not in _skipped
+    _skipped.add(event.job_id)
     if event.code == EVENT_JOB_MISSED:
-        log.warning("job %s missed its run time; it runs at the next one", event.job_id)
+        what = "missed its run time; it runs at the next one"
     else:
-        log.warning("job %s is still running; skipped this run", event.job_id)
+        what = "is still running; skipped this run"
+    if first:
+        log.warning("job %s %s (further skips are logged at debug level)", event.job_id, what)
+    else:
+        log.debug("job %s %s", event.job_id, what)

@@ -79,9 +79,12 @@ def is_local(source: str) -> bool:
 
 
 def new_client(timeout: float) -> httpx.AsyncClient:
+    """The client of feeds and destinations. Each read may take the whole `timeout` (a
+    feed's total deadline is kept by `fetch`): a server that thinks for 15 s before it
+    answers is slow, not down."""
     return httpx.AsyncClient(
         headers={"User-Agent": USER_AGENT},
-        timeout=httpx.Timeout(min(timeout, 10.0)),
+        timeout=httpx.Timeout(timeout),
         follow_redirects=True,
         max_redirects=MAX_REDIRECTS,
     )

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -35,11 +36,15 @@ def delivery_id(feed: str, guid: str, destination: str) -> str:
     return hashlib.sha256(f"{feed}\n{guid}\n{destination}".encode()).hexdigest()[:32]
 
 
-def backoff_delay(failures: int, interval: float, cap: float, retry_after: float | None) -> float:
+def backoff_delay(
+    failures: int, interval: float, cap: float, retry_after: float | None, spread: float = 0.5
+) -> float:
     """Seconds until a failing feed is polled again: its interval, doubled for each
-    failure in a row after the first, up to `cap`; at least the server's Retry-After."""
+    failure in a row after the first, up to `cap`; at least the server's Retry-After.
+    `spread` (0 to 1, at random) moves it by up to a quarter either way, so that feeds
+    failing together, or one feed and a server that flaps, fall out of step."""
     cap = max(cap, interval)
-    delay = min(interval * 2 ** max(failures - 1, 0), cap)
+    delay = min(interval * 2 ** max(failures - 1, 0) * (0.75 + spread / 2), cap)
     return min(max(delay, retry_after), cap) if retry_after is not None else delay
 
 
@@ -241,7 +246,9 @@ def _failed(store, feed, config, state, now, exc: FetchError) -> PollResult:
     failures = int(state.get("failures") or 0) + 1
     error = str(exc)
     gone = exc.status == 410
-    delay = backoff_delay(failures, feed.interval, config.max_backoff, exc.retry_after)
+    delay = backoff_delay(
+        failures, feed.interval, config.max_backoff, exc.retry_after, random.random()
+    )
     store.update_feed_state(
         feed.name,
         last_poll=iso(now),
