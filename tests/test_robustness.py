@@ -262,8 +262,9 @@ def test_a_feed_that_breaks_the_fetcher_fails_alone(tmp_path, httpserver, webhoo
     result = poll(tmp_path)
     assert result.returncode == 1
     assert "feed talks: first poll" in result.stderr
+    assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if "feed bad:" in line]
-    assert errors and "Traceback" not in errors[0]
+    assert len(errors) == 1 and " ERROR feed bad: bad gzip body: " in errors[0], errors
 
 
 @pytest.mark.parametrize(

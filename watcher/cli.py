@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="PATH",
             help="config file (default: $WATCHER_CONFIG, else config/watcher.toml)",
         )
+        # Also after the command (`watcher run -v`); SUPPRESS keeps a `-v` given before it.
+        sub.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug details"
+        )
         return sub
 
     with_config(
