@@ -130,3 +130,35 @@ def test_feeds_failing_together_are_not_retried_in_lock_step(tmp_path, httpserve
     polls = sorted(datetime.fromisoformat(feed["next_poll"]) for feed in report["feeds"])
     assert all(feed["consecutive_failures"] == 2 for feed in report["feeds"])
     assert (polls[-1] - polls[0]).total_seconds() > 2, polls
+
+
+def test_a_feed_that_will_fail_the_same_way_backs_off_harder(tmp_path, httpserver):
+    """Back-off by the error's class: a 503 is passing (the next poll at the interval), a
+    404 or a page that is no feed will repeat until something changes (4 intervals out)."""
+    httpserver.expect_request("/busy.xml").respond_with_data("busy", status=503)
+    httpserver.expect_request("/missing.xml").respond_with_data("no", status=404)
+    httpserver.expect_request("/page.xml").respond_with_data(
+        "<!DOCTYPE html><html><body>hi</body></html>", content_type="text/html"
+    )
+    feeds = "".join(
+        f'\n[[feeds]]\nname = "{name}"\nurl = "{httpserver.url_for(f"/{name}.xml")}"\n'
+        for name in ("busy", "missing", "page")
+    )
+    write_config(
+        tmp_path,
+        f'[watcher]\nstate = "state.json"\ninterval = "10m"\n{feeds}\n'
+        '[[destinations]]\nname = "screen"\ntype = "console"\n',
+    )
+    assert watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path).returncode == 1
+    report = json.loads(
+        watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path).stdout
+    )
+    waits = {
+        feed["name"]: (
+            datetime.fromisoformat(feed["next_poll"]) - datetime.fromisoformat(feed["last_poll"])
+        ).total_seconds()
+        for feed in report["feeds"]
+    }
+    assert waits["busy"] == 600
+    assert 3 * 600 <= waits["missing"] <= 5 * 600, waits
+    assert 3 * 600 <= waits["page"] <= 5 * 600, waits

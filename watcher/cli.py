@@ -14,6 +14,7 @@ from watcher import __version__
 from watcher.app import Watcher
 from watcher.clock import iso, utcnow
 from watcher.config import Config, config_path, load_config
+from watcher.errors import WatcherError
 from watcher.fetch import Fetched, FetchError, new_client
 from watcher.notifiers import build_notifier
 from watcher.notifiers.base import Delivery, DeliveryError
@@ -124,6 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, StoreError) as exc:
         print(f"watcher: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except WatcherError as exc:  # the root: one line, never a traceback
+        print(f"watcher: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_FAILED
 

@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from watcher import __version__
+from watcher.errors import WatcherError
 from watcher.httputil import parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,11 @@ _DNS_HINTS = (
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 
-class FetchError(Exception):
-    """The feed could not be fetched; `retry_after` is the server's hint, if any."""
+class FetchError(WatcherError):
+    """The feed could not be read this time; `retry_after` is the server's hint, if any.
+    See `watcher.errors` for the tree."""
+
+    permanent = False  # whether it will fail the same way until something changes
 
     def __init__(
         self, message: str, retry_after: float | None = None, status: int | None = None
@@ -55,6 +59,30 @@ class FetchError(Exception):
         super().__init__(message)
         self.retry_after = retry_after
         self.status = status
+
+
+class FeedRefused(FetchError):
+    """It will not be read until something changes (its URL, the server, the cap)."""
+
+    permanent = True
+
+
+class FeedGone(FeedRefused):
+    """410 Gone."""
+
+
+class NotAFeedError(FeedRefused):
+    """What was fetched is no RSS or Atom feed."""
+
+
+def http_error(status: int, reason: str, retry_after: float | None) -> FetchError:
+    """The error of an HTTP status a feed answered with: 408, 429 and 5xx are passing."""
+    message = f"HTTP {status} {_one_line(reason, 100)}".rstrip()
+    if status == 410:
+        return FeedGone(message, retry_after, status)
+    if status in (408, 429) or status >= 500:
+        return FetchError(message, retry_after, status)
+    return FeedRefused(message, retry_after, status)
 
 
 @dataclass(frozen=True)
@@ -117,9 +145,9 @@ async def fetch(
     except TimeoutError:
         raise FetchError(f"timed out after {deadline:g}s") from None
     except httpx.TooManyRedirects:
-        raise FetchError(f"too many redirects (more than {MAX_REDIRECTS}, or a loop)") from None
+        raise FeedRefused(f"too many redirects (more than {MAX_REDIRECTS}, or a loop)") from None
     except httpx.UnsupportedProtocol as exc:
-        raise FetchError(f"redirected to a URL that is not HTTP: {_first_line(exc)}") from None
+        raise FeedRefused(f"redirected to a URL that is not HTTP: {_first_line(exc)}") from None
     except httpx.ConnectError as exc:
         raise FetchError(_connect_reason(exc)) from None
     except httpx.TimeoutException:
@@ -144,10 +172,10 @@ async def _get(
                 url=str(response.url),
             )
         if not response.is_success:
-            raise FetchError(
-                f"HTTP {response.status_code} {_one_line(response.reason_phrase, 100)}".rstrip(),
-                retry_after=_retry_after(response.headers.get("retry-after")),
-                status=response.status_code,
+            raise http_error(
+                response.status_code,
+                response.reason_phrase,
+                _retry_after(response.headers.get("retry-after")),
             )
         return Fetched(
             await _read_body(response, max_bytes),
@@ -182,7 +210,7 @@ async def _read_body(response: httpx.Response, max_bytes: int) -> bytes:
     """
     declared = response.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
-        raise FetchError(f"too large: {int(declared)} bytes, over the {max_bytes}-byte cap")
+        raise FeedRefused(f"too large: {int(declared)} bytes, over the {max_bytes}-byte cap")
     layers = _inflaters(response.headers.get("content-encoding", ""))
     body = bytearray()
     received = 0
@@ -193,7 +221,7 @@ async def _read_body(response: httpx.Response, max_bytes: int) -> bytes:
             if len(body) > max_bytes:
                 break
         if len(body) > max_bytes or received > max_bytes:
-            raise FetchError(f"too large: over the {max_bytes}-byte cap")
+            raise FeedRefused(f"too large: over the {max_bytes}-byte cap")
     return gunzipped(bytes(body), max_bytes)
 
 
@@ -207,7 +235,7 @@ def gunzipped(body: bytes, max_bytes: int) -> bytes:
     for piece in layer.feed(body):
         inflated += piece
         if len(inflated) > max_bytes:
-            raise FetchError(f"too large: over the {max_bytes}-byte cap once decompressed")
+            raise FeedRefused(f"too large: over the {max_bytes}-byte cap once decompressed")
     if not layer.inflater.eof:
         raise FetchError(f"{_NOT_GZIP}: it is cut off before its end")
     log.debug("the body was gzip-compressed (not said in a Content-Encoding): decompressed")
@@ -255,9 +283,9 @@ def _inflaters(content_encoding: str) -> list[_Inflater]:
     codings = [c for c in codings if c and c != "identity"]
     unknown = [c for c in codings if c not in _WBITS]
     if unknown:
-        raise FetchError(f"unsupported Content-Encoding: {_one_line(unknown[0], 40)}")
+        raise FeedRefused(f"unsupported Content-Encoding: {_one_line(unknown[0], 40)}")
     if len(codings) > MAX_ENCODINGS:
-        raise FetchError(f"too many Content-Encodings ({len(codings)})")
+        raise FeedRefused(f"too many Content-Encodings ({len(codings)})")
     return [_Inflater(coding) for coding in reversed(codings)]
 
 
@@ -277,17 +305,17 @@ def read_local(source: str, max_bytes: int) -> Fetched:
         stat = path.stat()
         modified = formatdate(stat.st_mtime, usegmt=True)
         if stat.st_size > max_bytes:
-            raise FetchError(f"too large: {stat.st_size} bytes, over the {max_bytes}-byte cap")
+            raise FeedRefused(f"too large: {stat.st_size} bytes, over the {max_bytes}-byte cap")
         with path.open("rb") as handle:
             body = handle.read(max_bytes + 1)
     except FileNotFoundError:
-        raise FetchError(f"no such file: {path}") from None
+        raise FeedRefused(f"no such file: {path}") from None
     except IsADirectoryError:
-        raise FetchError(f"is a folder, not a feed file: {path}") from None
+        raise FeedRefused(f"is a folder, not a feed file: {path}") from None
     except OSError as exc:
         raise FetchError(f"cannot read {path}: {exc.strerror}") from None
     if len(body) > max_bytes:
-        raise FetchError(f"too large: over the {max_bytes}-byte cap")
+        raise FeedRefused(f"too large: over the {max_bytes}-byte cap")
     return Fetched(gunzipped(body, max_bytes), last_modified=modified, url=source)
 
 

@@ -14,7 +14,7 @@ import httpx
 
 from watcher.clock import iso
 from watcher.config import Config, FeedConfig
-from watcher.fetch import FetchError
+from watcher.fetch import FeedGone, FetchError, NotAFeedError
 from watcher.resolve import fetch_source, not_a_feed
 from watcher.schema import redact_feed_url
 from watcher.select import Diff, diff
@@ -116,7 +116,7 @@ async def poll_feed(
     read = await asyncio.to_thread(read_feed, fetched.body)
     if read.error:
         error = not_a_feed(store, feed, source, read.error)
-        return _failed(store, feed, config, state, now, FetchError(error))
+        return _failed(store, feed, config, state, now, NotAFeedError(error))
     if read.degraded:
         success |= _degraded(state, read.warnings)
     changes = diff(read.identities, store.seen_keys(feed.name), feed.dedup)
@@ -242,20 +242,28 @@ def _record(store, feed, config, changes, announced, baseline, now, success, fet
         log.info("feed %s: %d new talks", feed.name, len(announced))
 
 
+# A failure that will repeat until something changes (404, not a feed) is backed off as
+# this many more failures in a row would be: its first retry is 4 intervals out, not 1.
+PERMANENT_HEAD_START = 2
+
+
 def _failed(store, feed, config, state, now, exc: FetchError) -> PollResult:
+    """Record a failed poll; the back-off is chosen by the error's class (watcher.errors)."""
     failures = int(state.get("failures") or 0) + 1
     error = str(exc)
-    gone = exc.status == 410
+    gone = isinstance(exc, FeedGone)
+    steps = failures + PERMANENT_HEAD_START if exc.permanent else failures
     delay = backoff_delay(
-        failures, feed.interval, config.max_backoff, exc.retry_after, random.random()
+        steps, feed.interval, config.max_backoff, exc.retry_after, random.random()
     )
+    backing_off = steps > 1 or exc.retry_after is not None
     store.update_feed_state(
         feed.name,
         last_poll=iso(now),
         last_error=error,
         last_error_at=iso(now),
         failures=failures,
-        retry_at=iso(now + timedelta(seconds=delay)) if failures > 1 or exc.retry_after else None,
+        retry_at=iso(now + timedelta(seconds=delay)) if backing_off else None,
         gone=gone,
         gone_url=feed.url if gone else None,
     )

@@ -24,7 +24,7 @@ import httpx
 
 from watcher.config import Config, FeedConfig
 from watcher.discover import advertised_feeds, is_html_page
-from watcher.fetch import Fetched, FetchError, fetch, new_client
+from watcher.fetch import Fetched, FetchError, NotAFeedError, fetch, new_client
 from watcher.schema import redact_feed_url
 from watcher.store import Store
 
@@ -79,7 +79,7 @@ async def fetch_through_page(
         return page, None
     feeds = await asyncio.to_thread(advertised_feeds, page.body, page.url or source)
     if not feeds:
-        raise FetchError(NO_FEED)
+        raise NotAFeedError(NO_FEED)
     if failed is not None and feeds[0] == failed.url:
         raise failed
     fetched = await fetch_advertised(client, feeds[0], max_bytes=max_bytes, deadline=deadline)
@@ -113,7 +113,7 @@ async def fetch_advertised(
     except FetchError as exc:
         raise AdvertisedFeedError(url, exc, gone=exc.status in GONE_STATUSES) from None
     if not fetched.not_modified and is_html_page(fetched.body):
-        raise AdvertisedFeedError(url, FetchError("not a feed: got an HTML page"), gone=True)
+        raise AdvertisedFeedError(url, NotAFeedError("not a feed: got an HTML page"), gone=True)
     return fetched
 
 
@@ -129,6 +129,7 @@ class AdvertisedFeedError(FetchError):
         )
         self.url = url
         self.gone = gone
+        self.permanent = original.permanent  # a 410 of it is no FeedGone: see fetch_advertised
 
 
 # Polls: which URL to fetch for a configured feed, and what to remember about it.

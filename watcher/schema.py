@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from watcher.errors import WatcherError
 
-class ConfigError(Exception):
+
+class ConfigError(WatcherError):
     """An invalid config: the message names the file, the key and what is wrong."""
 
 

@@ -33,6 +33,8 @@ from tinydb import Query, TinyDB
 from tinydb.middlewares import Middleware
 from tinydb.storages import Storage
 
+from watcher.errors import WatcherError
+
 SCHEMA_VERSION = 2
 MAIN_FIELDS = {
     "meta": ("schema_version",),
@@ -73,7 +75,7 @@ def feed_file_name(feed: str) -> str:
     return f"{readable}-{hashlib.sha256(feed.encode()).hexdigest()[:10]}.json"
 
 
-class StoreError(Exception):
+class StoreError(WatcherError):
     """The state file cannot be used; the message says which file and what to do."""
 
 

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Protocol
 
 import httpx
 
+from watcher.errors import WatcherError
 from watcher.httputil import parse_retry_after
 from watcher.schema import Setting, redact_url
 from watcher.talk import Talk
@@ -38,7 +39,7 @@ class Delivery:
     talk: Talk
 
 
-class DeliveryError(Exception):
+class DeliveryError(WatcherError):
     pass
 
 
