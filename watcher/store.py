@@ -547,9 +547,15 @@ class Snapshot:
 
 def read_snapshot(path: Path) -> Snapshot:
     main = AtomicJSONStorage(str(path), None).read() or {}
-    if main.get("meta", {}).get("1", {}).get("schema_version") == 1:
+    version = main.get("meta", {}).get("1", {}).get("schema_version")
+    if version == 1:
         check_shape(main, path, V1_FIELDS)
         return _snapshot_v1(main)
+    if version not in (None, SCHEMA_VERSION):  # a newer watcher's: its fields mean other things
+        raise StoreError(
+            f"{path}: state schema version {version} is not supported by this watcher"
+            f" (expects {SCHEMA_VERSION})"
+        )
     check_shape(main, path, MAIN_FIELDS)
     activity = {row.get("name"): row for row in main.get("activity", {}).values()}
     feeds: dict[str, dict[str, Any]] = {}
