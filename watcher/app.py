@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -11,6 +12,7 @@ import httpx
 
 from watcher.config import Config, FeedConfig
 from watcher.deliver import Deliverer, DrainResult
+from watcher.events import Observers, PollEvent
 from watcher.notifiers import build_notifier
 from watcher.poll import PollResult, poll_feed
 from watcher.store import Store
@@ -32,17 +34,21 @@ class Watcher:
         store: Store,
         client: httpx.AsyncClient,
         clock: Callable[[], datetime],
+        observers: Observers | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.client = client
         self.clock = clock
+        self.observers = observers or Observers()
         notifiers = {
             name: build_notifier(name, dest.type, dest.settings)
             for name, dest in config.destinations.items()
         }
         policies = {name: dest.policy for name, dest in config.destinations.items()}
-        self.deliverer = Deliverer(store, notifiers, policies, client, clock)
+        self.deliverer = Deliverer(
+            store, notifiers, policies, client, clock, observers=self.observers
+        )
         self._slots = asyncio.Semaphore(config.max_concurrency)
         self._host_slots: dict[str, asyncio.Semaphore] = {}
 
@@ -55,12 +61,24 @@ class Watcher:
         if host not in self._host_slots:
             self._host_slots[host] = asyncio.Semaphore(self.config.max_per_host)
         async with self._host_slots[host], self._slots:
+            started = time.monotonic()
             try:
                 result = await poll_feed(
                     feed, self.config, self.store, self.client, self.clock(), respect_backoff
                 )
             finally:
                 self.store.release(feed.name)
+        self.observers.emit(
+            PollEvent(
+                feed.name,
+                result.outcome,
+                self.clock(),
+                time.monotonic() - started,
+                result.announced,
+                result.error,
+                result.degraded,
+            )
+        )
         if result.announced:
             self.deliverer.kick(feed.notify)
         return result

@@ -39,6 +39,7 @@ import httpx
 
 from watcher.clock import iso
 from watcher.config import DeliveryPolicy
+from watcher.events import DeliveryEvent, Observers
 from watcher.notifiers.base import (
     Delivery,
     Notifier,
@@ -114,6 +115,7 @@ class Deliverer:
         client: httpx.AsyncClient,
         clock: Callable[[], datetime],
         rng: random.Random | None = None,
+        observers: Observers | None = None,
     ) -> None:
         self.store = store
         self.notifiers = notifiers
@@ -121,6 +123,7 @@ class Deliverer:
         self.client = client
         self.clock = clock
         self.rng = rng or random.Random()
+        self.observers = observers or Observers()
         self._locks = {name: asyncio.Lock() for name in notifiers}
         self._wake = {name: asyncio.Event() for name in notifiers}
         self._next_slot = dict.fromkeys(notifiers, 0.0)
@@ -191,6 +194,7 @@ class Deliverer:
                 if (due := _due(row)) and due > now:
                     continue
                 outcome, retry_after = await self._attempt(name, row, result)
+                self._tell(name, row, outcome, result)
                 if outcome is Outcome.SENT:
                     self._recovered(name)
                     self._stepped_aside(name, failed)
@@ -209,6 +213,12 @@ class Deliverer:
                         self._went_down(name, failed, retry_after)
                         break
         return result
+
+    def _tell(self, name: str, row: dict, outcome: Outcome, result: DrainResult) -> None:
+        said = {Outcome.SENT: "sent", Outcome.DEAD: "dead"}.get(outcome, "retried")
+        error = result.errors[-1].split(": ", 1)[-1] if said != "sent" and result.errors else None
+        guid = str(row["talk"].get("guid"))
+        self.observers.emit(DeliveryEvent(name, row["feed"], guid, said, self.clock(), error))
 
     def _down(self, name: str, now: datetime) -> bool:
         outage = self._outages.get(name)

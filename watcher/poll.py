@@ -30,6 +30,8 @@ class PollResult:
     ok: bool
     error: str | None = None
     announced: int = 0
+    outcome: str = "changed"  # see watcher.events.POLL_OUTCOMES
+    degraded: bool = False
 
 
 def delivery_id(feed: str, guid: str, destination: str) -> str:
@@ -69,7 +71,7 @@ async def poll_feed(
     state = store.feed_state(feed.name)
     if respect_backoff and (reason := backing_off(feed, state, now)):
         log.debug("feed %s: skipped: %s", feed.name, reason)
-        return PollResult(feed.name, ok=False, error=reason)
+        return PollResult(feed.name, ok=False, error=reason, outcome="skipped")
     stamp = iso(now)
     try:
         source = await fetch_source(feed, state, store, client, config)  # or its page's feed
@@ -108,7 +110,9 @@ async def poll_feed(
             last_modified=fetched.last_modified or state.get("last_modified"),
         )
         log.debug("feed %s: unchanged", feed.name)
-        return PollResult(feed.name, ok=True)
+        return PollResult(
+            feed.name, ok=True, outcome="not_modified" if fetched.not_modified else "unchanged"
+        )
     # Imported here: feedparser and lxml are a fifth of the start-up of a `watcher poll`
     # that gets a 304 and needs neither.
     from watcher.skim import read_feed
@@ -153,8 +157,9 @@ async def poll_feed(
         _record(store, feed, config, changes, announced, baseline, now, success, fetched, unread)
     except (OSError, StoreError) as exc:  # e.g. a full disk: nothing of this poll was kept
         log.error("feed %s: cannot record this poll: %s", feed.name, exc)
-        return PollResult(feed.name, ok=False, error=f"cannot record this poll: {exc}")
-    return PollResult(feed.name, ok=True, announced=len(announced))
+        error = f"cannot record this poll: {exc}"
+        return PollResult(feed.name, ok=False, error=error, outcome="failed")
+    return PollResult(feed.name, ok=True, announced=len(announced), degraded=read.degraded)
 
 
 def _degraded(state: dict, warnings: list[str]) -> dict:
@@ -273,4 +278,4 @@ def _failed(store, feed, config, state, now, exc: FetchError) -> PollResult:
         )
     else:
         log.error("feed %s: %s", feed.name, error)
-    return PollResult(feed.name, ok=False, error=error)
+    return PollResult(feed.name, ok=False, error=error, outcome="failed")
