@@ -90,6 +90,7 @@ class Outcome(Enum):
     DEAD = "dead"
     RETRY = "retry"  # a transient failure: the delivery was scheduled again
     DOWN = "down"  # a transient failure that says the destination is down as a whole
+    GAVE_UP = "gave_up"  # a transient failure past give_up_after: dead-lettered
 
 
 @dataclass
@@ -195,7 +196,7 @@ class Deliverer:
                     continue
                 outcome, retry_after = await self._attempt(name, row, result)
                 self._tell(name, row, outcome, result)
-                if outcome is Outcome.SENT:
+                if outcome in (Outcome.SENT, Outcome.DEAD):  # it answered: it is up
                     self._recovered(name)
                     self._stepped_aside(name, failed)
                     failed.clear()
@@ -215,7 +216,9 @@ class Deliverer:
         return result
 
     def _tell(self, name: str, row: dict, outcome: Outcome, result: DrainResult) -> None:
-        said = {Outcome.SENT: "sent", Outcome.DEAD: "dead"}.get(outcome, "retried")
+        said = {Outcome.SENT: "sent", Outcome.DEAD: "dead", Outcome.GAVE_UP: "dead"}.get(
+            outcome, "retried"
+        )
         error = result.errors[-1].split(": ", 1)[-1] if said != "sent" and result.errors else None
         guid = str(row["talk"].get("guid"))
         self.observers.emit(DeliveryEvent(name, row["feed"], guid, said, self.clock(), error))
@@ -297,7 +300,7 @@ class Deliverer:
                 unreachable = isinstance(exc, UnreachableError)
                 return (Outcome.DOWN if unreachable else Outcome.RETRY), retry_after
             result.dead += 1
-            return Outcome.DEAD, None
+            return Outcome.GAVE_UP, None
         now = self.clock()
         with self.store.batch():
             self.store.delivered(row["id"])
