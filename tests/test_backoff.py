@@ -60,7 +60,8 @@ def test_failing_feed_backs_off_then_returns_to_its_interval(tmp_path, feed_host
     report = json.loads(
         watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path).stdout
     )["feeds"][0]
-    assert report["consecutive_failures"] == failing
+    # The daemon polls on while status runs: each poll it answered is one failure in a row.
+    assert failing <= report["consecutive_failures"] <= len(feed_host.requests)
     assert report["last_error"] == "HTTP 503 SERVICE UNAVAILABLE"
     feed_host.status = 200
     daemon.wait_for(lambda: 200 in feed_host.responses, "a success", timeout=30)
