@@ -15,7 +15,7 @@ import httpx
 from watcher.clock import iso
 from watcher.config import Config, FeedConfig
 from watcher.fetch import FeedGone, FetchError, NotAFeedError
-from watcher.resolve import fetch_source, not_a_feed
+from watcher.resolve import Source, fetch_source, not_a_feed
 from watcher.schema import redact_feed_url
 from watcher.select import Diff, diff
 from watcher.store import Store, StoreError
@@ -68,51 +68,21 @@ async def poll_feed(
     now: datetime,
     respect_backoff: bool = False,
 ) -> PollResult:
+    """One poll, in its stages: load the feed's state → fetch → read → select what to
+    announce → record it all in one write."""
     state = store.feed_state(feed.name)
     if respect_backoff and (reason := backing_off(feed, state, now)):
         log.debug("feed %s: skipped: %s", feed.name, reason)
         return PollResult(feed.name, ok=False, error=reason, outcome="skipped")
-    stamp = iso(now)
-    try:
-        source = await fetch_source(feed, state, store, client, config)  # or its page's feed
-    except FetchError as exc:
-        return _failed(store, feed, config, state, now, exc)
-    except Exception as exc:  # a fetch bug must fail this feed, never the whole cycle
-        log.exception("feed %s: unexpected error while fetching", feed.name)
-        return _failed(
-            store, feed, config, state, now, FetchError(f"unexpected {type(exc).__name__}: {exc}")
-        )
-    fetched, same_source = source.fetched, source.same_source
-    if fetched.permanent_redirect:
-        log.warning(
-            "feed %s: moved permanently to %s; update its url in the config",
-            feed.name,
-            redact_feed_url(fetched.permanent_redirect),
-        )
-    success = {
-        "url": feed.url,
-        "last_poll": stamp,
-        "last_success": stamp,
-        "last_error": None,
-        "failures": 0,
-        "retry_at": None,
-        "gone": False,
-        "degraded": False,
-        **source.state,
-    }
+    source = await _fetch(feed, config, store, client, state, now)
+    if isinstance(source, PollResult):
+        return source
+    fetched = source.fetched
+    success = _success(feed, source, now)
     if fetched.not_modified or (
-        same_source and fetched.sha256 == state.get("body_sha256") and state.get("baselined")
+        source.same_source and fetched.sha256 == state.get("body_sha256") and state.get("baselined")
     ):
-        store.update_feed_state(
-            feed.name,
-            **(success | _still_degraded(state)),
-            etag=fetched.etag or state.get("etag"),
-            last_modified=fetched.last_modified or state.get("last_modified"),
-        )
-        log.debug("feed %s: unchanged", feed.name)
-        return PollResult(
-            feed.name, ok=True, outcome="not_modified" if fetched.not_modified else "unchanged"
-        )
+        return _unchanged(store, feed, state, success, fetched)
     # Imported here: feedparser and lxml are a fifth of the start-up of a `watcher poll`
     # that gets a 304 and needs neither.
     from watcher.skim import read_feed
@@ -125,34 +95,11 @@ async def poll_feed(
         success |= _degraded(state, read.warnings)
     changes = diff(read.identities, store.seen_keys(feed.name), feed.dedup)
     baseline = not state.get("baselined")
-    announce = [talk.guid for talk, _ in changes.new]
-    if baseline:
-        announce = (
-            announce[max(0, len(announce) - feed.notify_existing) :] if feed.notify_existing else []
-        )
-    elif source.switched and _another_feed(changes, read.identities):
-        log.warning(
-            "feed %s: the feed found on its page now (%s) shares few talks with the one read "
-            "before: its %d talks not seen yet are recorded as seen, not announced",
-            feed.name,
-            redact_feed_url(source.state["discovered_url"]),
-            len(announce),
-        )
-        announce = []
+    announce = _to_announce(feed, source, changes, read.identities, baseline)
     talks = await asyncio.to_thread(read.talks, announce) if announce else []
     for warning in read.warnings:
         log.warning("feed %s: %s", feed.name, warning)
-    by_guid = {talk.guid: talk for talk in talks}
-    unread = [guid for guid in announce if guid not in by_guid]
-    if unread:  # neither marked seen nor queued, and the body is read again next poll
-        success["last_error"] = (
-            f"{len(unread)} new talks could not be read in full; trying again next poll"
-        )
-        log.error("feed %s: %s", feed.name, success["last_error"])
-        changes = dataclasses.replace(
-            changes, new=[(t, keys) for t, keys in changes.new if t.guid not in unread]
-        )
-    announced = [by_guid[guid] for guid in announce if guid in by_guid]
+    changes, announced, unread = _read_in_full(feed, changes, announce, talks, success)
     try:
         _record(store, feed, config, changes, announced, baseline, now, success, fetched, unread)
     except (OSError, StoreError) as exc:  # e.g. a full disk: nothing of this poll was kept
@@ -160,6 +107,95 @@ async def poll_feed(
         error = f"cannot record this poll: {exc}"
         return PollResult(feed.name, ok=False, error=error, outcome="failed")
     return PollResult(feed.name, ok=True, announced=len(announced), degraded=read.degraded)
+
+
+async def _fetch(feed, config, store, client, state, now) -> Source | PollResult:
+    """The fetch stage: what the feed's URL (or the feed its page advertises) holds, or the
+    failed poll."""
+    try:
+        source = await fetch_source(feed, state, store, client, config)
+    except FetchError as exc:
+        return _failed(store, feed, config, state, now, exc)
+    except Exception as exc:  # a fetch bug must fail this feed, never the whole cycle
+        log.exception("feed %s: unexpected error while fetching", feed.name)
+        unexpected = FetchError(f"unexpected {type(exc).__name__}: {exc}")
+        return _failed(store, feed, config, state, now, unexpected)
+    if source.fetched.permanent_redirect:
+        log.warning(
+            "feed %s: moved permanently to %s; update its url in the config",
+            feed.name,
+            redact_feed_url(source.fetched.permanent_redirect),
+        )
+    return source
+
+
+def _success(feed: FeedConfig, source: Source, now: datetime) -> dict:
+    """The feed's state after a poll that fetched what it asked for."""
+    stamp = iso(now)
+    return {
+        "url": feed.url,
+        "last_poll": stamp,
+        "last_success": stamp,
+        "last_error": None,
+        "failures": 0,
+        "retry_at": None,
+        "gone": False,
+        "degraded": False,
+        **source.state,
+    }
+
+
+def _unchanged(store: Store, feed: FeedConfig, state: dict, success: dict, fetched) -> PollResult:
+    """A 304, or the body read last time: only the feed's state changes."""
+    store.update_feed_state(
+        feed.name,
+        **(success | _still_degraded(state)),
+        etag=fetched.etag or state.get("etag"),
+        last_modified=fetched.last_modified or state.get("last_modified"),
+    )
+    log.debug("feed %s: unchanged", feed.name)
+    outcome = "not_modified" if fetched.not_modified else "unchanged"
+    return PollResult(feed.name, ok=True, outcome=outcome)
+
+
+def _to_announce(
+    feed: FeedConfig, source: Source, changes: Diff, talks: list[Talk], baseline: bool
+) -> list[str]:
+    """The select stage: the new talks to announce (their GUIDs). A first poll announces
+    `notify_existing` of the newest; another feed found on the page, none."""
+    announce = [talk.guid for talk, _ in changes.new]
+    if baseline:
+        return (
+            announce[max(0, len(announce) - feed.notify_existing) :] if feed.notify_existing else []
+        )
+    if source.switched and _another_feed(changes, talks):
+        log.warning(
+            "feed %s: the feed found on its page now (%s) shares few talks with the one read "
+            "before: its %d talks not seen yet are recorded as seen, not announced",
+            feed.name,
+            redact_feed_url(source.state["discovered_url"]),
+            len(announce),
+        )
+        return []
+    return announce
+
+
+def _read_in_full(
+    feed: FeedConfig, changes: Diff, announce: list[str], talks: list[Talk], success: dict
+) -> tuple[Diff, list[Talk], list[str]]:
+    """The talks to announce as read in full, and the GUIDs of those that could not be:
+    these are neither marked seen nor queued, and the body is read again next poll."""
+    by_guid = {talk.guid: talk for talk in talks}
+    unread = [guid for guid in announce if guid not in by_guid]
+    if unread:
+        success["last_error"] = (
+            f"{len(unread)} new talks could not be read in full; trying again next poll"
+        )
+        log.error("feed %s: %s", feed.name, success["last_error"])
+        changes = dataclasses.replace(
+            changes, new=[(t, keys) for t, keys in changes.new if t.guid not in unread]
+        )
+    return changes, [by_guid[guid] for guid in announce if guid in by_guid], unread
 
 
 def _degraded(state: dict, warnings: list[str]) -> dict:
