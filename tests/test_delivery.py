@@ -16,18 +16,15 @@ from pytest_httpserver import HTTPServer
 from standardwebhooks.webhooks import Webhook
 from werkzeug import Response
 
-from tests.conftest import SEED_FEED, Recorder, add_talk, watcher_command, write_config
-
-
-def one_feed(feed_url: str, *destinations: str, watcher: str = "", feed: str = "") -> str:
-    return (
-        f'[watcher]\nstate = "state.json"\n{watcher}\n'
-        f'[[feeds]]\nname = "talks"\nurl = "{feed_url}"\n{feed}\n' + "\n".join(destinations)
-    )
-
-
-def webhook_table(name: str, url: str, extra: str = "") -> str:
-    return f'[[destinations]]\nname = "{name}"\ntype = "webhook"\nurl = "{url}"\n{extra}\n'
+from tests.conftest import (
+    SEED_FEED,
+    Recorder,
+    add_talk,
+    one_feed,
+    watcher_command,
+    webhook_table,
+    write_config,
+)
 
 
 def poll(tmp_path, **env):

@@ -18,20 +18,18 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from werkzeug import Response
 
-from tests.conftest import FeedHost, Inbox, add_talk, free_port, watcher_command, write_config
+from tests.conftest import (
+    FeedHost,
+    Inbox,
+    add_talk,
+    free_port,
+    one_feed,
+    watcher_command,
+    webhook_table,
+    write_config,
+)
 
 NEW = ("PrOmIsE0001", "A fourth talk | Someone | Somewhere", "Wed, 10 Jun 2026 00:00:00 +0000")
-
-
-def one_feed(feed_url: str, *destinations: str, watcher: str = "", feed: str = "") -> str:
-    return (
-        f'[watcher]\nstate = "state.json"\n{watcher}\n'
-        f'[[feeds]]\nname = "talks"\nurl = "{feed_url}"\n{feed}\n' + "\n".join(destinations)
-    )
-
-
-def webhook_table(name: str, url: str, extra: str = "") -> str:
-    return f'[[destinations]]\nname = "{name}"\ntype = "webhook"\nurl = "{url}"\n{extra}\n'
 
 
 def run(tmp_path, *args, env=None, timeout=60):

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 import signal
+from collections.abc import Callable
 from datetime import UTC
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
@@ -55,7 +56,7 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> int:
         async with new_client(config.timeout) as client:
             watcher = Watcher(config, store, client, utcnow)
             scheduler = AsyncIOScheduler(timezone=UTC)
-            scheduler.add_listener(_log_missed, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
+            scheduler.add_listener(_missed_logger(), EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
             start = utcnow()
             for feed in config.feeds:
                 scheduler.add_job(
@@ -106,19 +107,20 @@ def _flusher(store: Store):
     return flush
 
 
-_skipped: set[str] = set()  # jobs whose skipped runs were reported at WARNING once
-
-
-def _log_missed(event: JobEvent) -> None:
+def _missed_logger() -> Callable[[JobEvent], None]:
     """One line per skipped or missed run: WARNING the first time for a job (a feed slower
     than its interval is worth knowing of), DEBUG after that."""
-    first = event.job_id not in _skipped
-    _skipped.add(event.job_id)
-    if event.code == EVENT_JOB_MISSED:
-        what = "missed its run time; it runs at the next one"
-    else:
-        what = "is still running; skipped this run"
-    if first:
+    reported: set[str] = set()
+
+    def log_missed(event: JobEvent) -> None:
+        if event.code == EVENT_JOB_MISSED:
+            what = "missed its run time; it runs at the next one"
+        else:
+            what = "is still running; skipped this run"
+        if event.job_id in reported:
+            log.debug("job %s %s", event.job_id, what)
+            return
+        reported.add(event.job_id)
         log.warning("job %s %s (further skips are logged at debug level)", event.job_id, what)
-    else:
-        log.debug("job %s %s", event.job_id, what)
+
+    return log_missed

@@ -93,6 +93,15 @@ class Outcome(Enum):
     GAVE_UP = "gave_up"  # a transient failure past give_up_after: dead-lettered
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """What came of one try: the outcome, the server's `Retry-After`, the error said."""
+
+    outcome: Outcome
+    retry_after: float | None = None
+    error: str | None = None
+
+
 @dataclass
 class DrainResult:
     sent: int = 0
@@ -194,8 +203,9 @@ class Deliverer:
                     break
                 if (due := _due(row)) and due > now:
                     continue
-                outcome, retry_after = await self._attempt(name, row, result)
-                self._tell(name, row, outcome, result)
+                attempt = await self._attempt(name, row, result)
+                self._tell(name, row, attempt)
+                outcome, retry_after = attempt.outcome, attempt.retry_after
                 if outcome in (Outcome.SENT, Outcome.DEAD):  # it answered: it is up
                     self._recovered(name)
                     self._stepped_aside(name, failed)
@@ -215,13 +225,11 @@ class Deliverer:
                         break
         return result
 
-    def _tell(self, name: str, row: dict, outcome: Outcome, result: DrainResult) -> None:
-        said = {Outcome.SENT: "sent", Outcome.DEAD: "dead", Outcome.GAVE_UP: "dead"}.get(
-            outcome, "retried"
-        )
-        error = result.errors[-1].split(": ", 1)[-1] if said != "sent" and result.errors else None
+    def _tell(self, name: str, row: dict, attempt: Attempt) -> None:
+        said = _SAID.get(attempt.outcome, "retried")
         guid = str(row["talk"].get("guid"))
-        self.observers.emit(DeliveryEvent(name, row["feed"], guid, said, self.clock(), error))
+        event = DeliveryEvent(name, row["feed"], guid, said, self.clock(), attempt.error)
+        self.observers.emit(event)
 
     def _down(self, name: str, now: datetime) -> bool:
         outage = self._outages.get(name)
@@ -271,10 +279,8 @@ class Deliverer:
             await asyncio.sleep(wait)
         self._next_slot[name] = max(loop.time(), self._next_slot[name]) + 1.0 / rate
 
-    async def _attempt(
-        self, name: str, row: dict, result: DrainResult
-    ) -> tuple[Outcome, float | None]:
-        """Try one delivery: what came of it, and the server's `Retry-After` if it gave one."""
+    async def _attempt(self, name: str, row: dict, result: DrainResult) -> Attempt:
+        """Try one delivery, and record what came of it."""
         delivery = Delivery(row["id"], row["feed"], name, Talk.from_dict(row["talk"]))
         context = f"destination {name}: talk {delivery.talk.guid}"
         attempts = row["attempts"] + 1
@@ -286,7 +292,7 @@ class Deliverer:
             log.error("%s: rejected, dead-lettered: %s", context, exc)
             result.dead += 1
             result.errors.append(f"{name}: {exc}")
-            return Outcome.DEAD, None
+            return Attempt(Outcome.DEAD, error=str(exc))
         except Exception as exc:
             if isinstance(exc, TransientDeliveryError):
                 error = str(exc)
@@ -298,16 +304,16 @@ class Deliverer:
             if self._retry_later(name, row, attempts, error, context):
                 result.failed += 1
                 unreachable = isinstance(exc, UnreachableError)
-                return (Outcome.DOWN if unreachable else Outcome.RETRY), retry_after
+                return Attempt(Outcome.DOWN if unreachable else Outcome.RETRY, retry_after, error)
             result.dead += 1
-            return Outcome.GAVE_UP, None
+            return Attempt(Outcome.GAVE_UP, error=error)
         now = self.clock()
         with self.store.batch():
             self.store.delivered(row["id"])
             self.store.update_destination_state(name, last_success=iso(now))
         log.info("%s: delivered", context)
         result.sent += 1
-        return Outcome.SENT, None
+        return Attempt(Outcome.SENT)
 
     def _retry_later(self, name, row, attempts, error, context) -> bool:
         """Schedule the next try (True), or dead-letter the delivery if it is time to give
@@ -350,6 +356,9 @@ class Deliverer:
                 dead_at=now,
             )
             self.store.update_destination_state(name, last_error=error, last_error_at=now)
+
+
+_SAID = {Outcome.SENT: "sent", Outcome.DEAD: "dead", Outcome.GAVE_UP: "dead"}  # for events
 
 
 def _due(row: dict) -> datetime | None:

@@ -78,7 +78,7 @@ _BINARY = (
     (b"GIF87a", "a GIF image"),
     (b"GIF89a", "a GIF image"),
 )
-_BOMS = (codecs.BOM_UTF32_BE, codecs.BOM_UTF32_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF16_LE)
+_BOMS = tuple(mark for mark, _ in _MARKS[:4])  # UTF-32 and UTF-16
 # UTF-16 and UTF-32 without a BOM: (codec, code unit size, where an ASCII character's
 # byte is in its unit). UTF-32 first: its units look like two UTF-16 units.
 _WIDE_CODECS = (("utf-32-le", 4, 0), ("utf-32-be", 4, 3), ("utf-16-le", 2, 0), ("utf-16-be", 2, 1))

@@ -19,7 +19,7 @@ import lxml.html
 
 from watcher.dates import as_stamped_before, iso_utc
 from watcher.media import enclosure_pictures, entry_pictures, entry_video
-from watcher.urls import resolve_url, safe_url
+from watcher.urls import SURROGATES, resolve_url, safe_url
 
 FIRST_LINES_MAX = 3
 FIRST_LINE_CHARS = 300
@@ -86,7 +86,6 @@ _SENTENCE = re.compile(rf"[^{_BLANK}].*?(?:(?<=[.!?…])(?=[{_BLANK}])|\Z)", re.
 # descriptions) is written in lines.
 _LINE = re.compile(rf"[^{_BLANK}].*?(?:(?<=[.!?…])(?=[{_BLANK}])|(?=[\n\r])|\Z)", re.DOTALL)
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_SURROGATES = re.compile(r"[\ud800-\udfff]")
 _NOT_XML_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")  # lxml refuses them
 
 
@@ -248,7 +247,7 @@ def split_title(raw_title: str) -> tuple[str, str | None, str | None]:
 
 def clean_text(value: str) -> str:
     """Collapse white space (line breaks included), drop control characters and lone surrogates."""
-    value = _SURROGATES.sub("\ufffd", value)
+    value = SURROGATES.sub("\ufffd", value)
     return " ".join(_CONTROL_CHARS.sub(" ", value).split())
 
 

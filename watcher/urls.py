@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urljoin, urlsplit
 
-_SURROGATES = re.compile(r"[\ud800-\udfff]")
+SURROGATES = re.compile(r"[\ud800-\udfff]")  # lone ones: never encodable
 _NOT_IN_URL = re.compile(r"[\s<>\"'\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # \s is str.isspace()
 
 
@@ -19,7 +19,7 @@ def safe_url(value: object) -> str | None:
     """The URL if it is an absolute http(s) URL, else None: feed links reach readers."""
     if not isinstance(value, str):
         return None
-    value = _SURROGATES.sub("\ufffd", value.strip()).replace(" ", "%20")
+    value = SURROGATES.sub("\ufffd", value.strip()).replace(" ", "%20")
     try:
         parts = urlsplit(value)
     except ValueError:
