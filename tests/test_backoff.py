@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from tests.conftest import watcher_command, write_config
 from watcher.config import FeedConfig
 from watcher.poll import backing_off, backoff_delay
+from watcher.store import FeedState
 
 
 def daemon_config(feed_url: str, interval: str = "0.3s") -> str:
@@ -44,8 +45,9 @@ def test_backoff_delay_doubles_to_the_cap_and_honours_retry_after():
 def test_a_gone_feed_is_polled_again_once_its_url_changes():
     feed = FeedConfig("talks", "https://new.example/feed", 60, ("x",), 0, ("guid",))
     now = datetime.now(UTC)
-    assert backing_off(feed, {"gone": True, "gone_url": "https://new.example/feed"}, now)
-    assert backing_off(feed, {"gone": True, "gone_url": "https://old.example/feed"}, now) is None
+    assert backing_off(feed, FeedState("talks", gone=True, gone_url=feed.url), now)
+    old = FeedState("talks", gone=True, gone_url="https://old.example/feed")
+    assert backing_off(feed, old, now) is None
 
 
 def test_failing_feed_backs_off_then_returns_to_its_interval(tmp_path, feed_host, daemons):

@@ -11,13 +11,14 @@ from datetime import datetime, timedelta
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from tests import store_helpers
 from tests.conftest import free_port
 from watcher.clock import iso, utcnow
 from watcher.config import DeliveryPolicy
 from watcher.deliver import PROBE_BASE, PROBE_CAP, Deliverer
 from watcher.fetch import new_client
 from watcher.notifiers.webhook import WebhookNotifier
-from watcher.store import Store
+from watcher.store import OutboxEntry, Store
 
 
 class Receiver:
@@ -55,17 +56,7 @@ class Clock:
 
 def queue(store: Store, *talks: tuple[str, str]) -> None:
     """Queue talks (feed, guid) for the hook, in this order (publication order)."""
-    with store.batch():
-        for feed, guid in talks:
-            store.enqueue(
-                {
-                    "id": f"{feed}-{guid}",
-                    "feed": feed,
-                    "destination": "hook",
-                    "talk": {"guid": guid, "title": guid, "raw_title": guid, "slides_present": 0},
-                    "created": iso(utcnow()),
-                }
-            )
+    store_helpers.queue(store, *talks, created=iso(utcnow()))
 
 
 def drain(store: Store, receiver: Receiver, clock: Clock, deliverer_box: list) -> None:
@@ -86,8 +77,8 @@ def drain(store: Store, receiver: Receiver, clock: Clock, deliverer_box: list) -
     asyncio.run(run())
 
 
-def queued(store: Store) -> dict[str, dict]:
-    return {row["id"]: row for row in store.pending("hook")}
+def queued(store: Store) -> dict[str, OutboxEntry]:
+    return {entry.id: entry for entry in store.pending("hook")}
 
 
 def test_a_poison_message_steps_aside_and_is_delivered_once_healed(tmp_path, httpserver):
@@ -124,8 +115,8 @@ def test_a_destination_that_is_down_is_backed_off_whole_and_flows_in_order_after
     drain(store, receiver, clock, box)
     assert receiver.refused == ["t1", "t2"], "two failures in a row: down; no hammering"
     rows = queued(store)
-    probe = datetime.fromisoformat(rows["A-t1"]["next_attempt"])
-    assert rows["A-t2"]["next_attempt"] == rows["A-t1"]["next_attempt"]
+    probe = datetime.fromisoformat(rows["A-t1"].next_attempt)
+    assert rows["A-t2"].next_attempt == rows["A-t1"].next_attempt
     assert (probe - clock.now).total_seconds() <= PROBE_CAP * 1.2
     drain(store, receiver, clock, box)
     assert receiver.refused == ["t1", "t2"], "backed off as a whole until the probe"
@@ -133,7 +124,7 @@ def test_a_destination_that_is_down_is_backed_off_whole_and_flows_in_order_after
     for _ in range(20):  # a long outage: probes stay at most PROBE_CAP apart
         clock.advance(60)
         drain(store, receiver, clock, box)
-    delay = datetime.fromisoformat(queued(store)["A-t1"]["next_attempt"]) - clock.now
+    delay = datetime.fromisoformat(queued(store)["A-t1"].next_attempt) - clock.now
     assert delay.total_seconds() <= PROBE_CAP * 1.2
 
     receiver.status = lambda guid: 200
@@ -151,7 +142,7 @@ def test_retry_after_sets_the_probe_without_inflating_later_back_off(tmp_path, h
     queue(store, ("A", "t1"))
     receiver.status, receiver.retry_after = (lambda guid: 429), "120"
     drain(store, receiver, clock, box)
-    wait = datetime.fromisoformat(queued(store)["A-t1"]["next_attempt"]) - clock.now
+    wait = datetime.fromisoformat(queued(store)["A-t1"].next_attempt) - clock.now
     assert 119 <= wait.total_seconds() <= 121, "the server's Retry-After is honoured"
 
     receiver.retry_after = "1"
@@ -162,8 +153,8 @@ def test_retry_after_sets_the_probe_without_inflating_later_back_off(tmp_path, h
     clock.advance(121)
     drain(store, receiver, clock, box)
     row = queued(store)["A-t1"]
-    assert row["attempts"] == 14
-    wait = datetime.fromisoformat(row["next_attempt"]) - clock.now
+    assert row.attempts == 14
+    wait = datetime.fromisoformat(row.next_attempt) - clock.now
     assert wait.total_seconds() <= PROBE_CAP * 1.2, f"next try {wait} away"
     store.close()
 
@@ -176,7 +167,7 @@ def test_a_destination_that_does_not_answer_is_down_at_its_first_failure(tmp_pat
     queue(store, ("A", "t1"), ("A", "t2"))
     drain(store, receiver, clock, box)
     rows = queued(store)
-    assert [rows["A-t1"]["attempts"], rows["A-t2"]["attempts"]] == [1, 0]
-    wait = datetime.fromisoformat(rows["A-t1"]["next_attempt"]) - clock.now
+    assert [rows["A-t1"].attempts, rows["A-t2"].attempts] == [1, 0]
+    wait = datetime.fromisoformat(rows["A-t1"].next_attempt) - clock.now
     assert wait.total_seconds() <= PROBE_BASE * 1.2
     store.close()

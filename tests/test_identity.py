@@ -10,6 +10,7 @@ import re
 import pytest
 
 from tests.conftest import FeedHost, Recorder, add_talk, watcher_command, write_config
+from tests.store_helpers import record
 from watcher.store import Store
 
 HOME = "https://conf.example.org/"
@@ -220,9 +221,8 @@ def test_state_from_before_item_keys_is_upgraded_without_announcing_old_items(tm
     feed, hook = FeedHost(httpserver), Recorder(httpserver, "/hook")
     write_config(tmp_path, config(feed, hook))
     store = Store(tmp_path / "state.json")
-    with store.batch():
-        store.mark_seen("talks", [("capsule", {"guid:capsule"})], "2026-06-03T11:00:00Z")
-        store.update_feed_state("talks", baselined=True, url=feed.url)
+    seen = [("capsule", {"guid:capsule"})]
+    record(store, "talks", seen=seen, at="2026-06-03T11:00:00Z", baselined=True, url=feed.url)
     store.close()
     feed.set_body(rss(*items))
     result = poll(tmp_path)

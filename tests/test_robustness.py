@@ -24,6 +24,7 @@ from tests.conftest import (
     watcher_command,
     write_config,
 )
+from tests.store_helpers import delivery, queue, record
 from watcher.app import Watcher
 from watcher.clock import iso, utcnow
 from watcher.config import DeliveryPolicy, load_config
@@ -88,22 +89,8 @@ def test_a_backlog_older_than_give_up_after_survives_one_failure(tmp_path, webho
     give-up period from its first failure."""
     store = Store(tmp_path / "state.json")
     old = iso(utcnow() - timedelta(hours=25))
-    for n in range(3):
-        store.enqueue(
-            {
-                "id": f"x{n}",
-                "feed": "talks",
-                "destination": "hook",
-                "talk": {
-                    "guid": f"g{n}",
-                    "title": "t",
-                    "raw_title": "t",
-                    "slides_present": 0,
-                    "first_lines": [],
-                },
-                "created": old,
-            }
-        )
+    deliveries = [delivery("talks", f"g{n}", id=f"x{n}", created=old) for n in range(3)]
+    record(store, "talks", deliveries=deliveries)
     webhook.statuses = [503]
 
     async def drain():
@@ -118,27 +105,13 @@ def test_a_backlog_older_than_give_up_after_survives_one_failure(tmp_path, webho
     # x0 failed once and steps aside (the endpoint took x1 and x2): it is kept, not dead.
     assert (result.sent, result.failed, result.dead) == (2, 1, 0)
     rows = store.pending("hook")
-    assert [(r["id"], r["attempts"], r["dead"]) for r in rows] == [("x0", 1, False)]
+    assert [(r.id, r.attempts, r.dead) for r in rows] == [("x0", 1, False)]
     store.close()
 
 
 def test_an_unexpected_notifier_error_keeps_the_delivery_queued(tmp_path):
     store = Store(tmp_path / "state.json")
-    store.enqueue(
-        {
-            "id": "x",
-            "feed": "talks",
-            "destination": "broken",
-            "created": iso(utcnow()),
-            "talk": {
-                "guid": "g",
-                "title": "t",
-                "raw_title": "t",
-                "slides_present": 0,
-                "first_lines": [],
-            },
-        }
-    )
+    queue(store, ("talks", "g"), destination="broken", created=iso(utcnow()))
 
     class Broken:
         async def send(self, delivery, client):
@@ -154,7 +127,7 @@ def test_an_unexpected_notifier_error_keeps_the_delivery_queued(tmp_path):
     assert result.failed == 1 and result.errors == [
         "broken: unexpected KeyError: 'a bug in a notifier'"
     ]
-    assert store.pending("broken")[0]["attempts"] == 1
+    assert store.pending("broken")[0].attempts == 1
     store.close()
 
 
@@ -363,7 +336,7 @@ def _poll_and_drain(cfg):
                 watcher = Watcher(cfg, store, client, utcnow)
                 result = await watcher.poll(cfg.feeds[0])
                 await watcher.drain()
-                return result, store.pending("hook"), store.seen_keys("talks")
+                return result, store.pending("hook"), store.load("talks").seen_keys
         finally:
             store.close()
 

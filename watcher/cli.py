@@ -8,12 +8,12 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from watcher import __version__
 from watcher.app import Watcher
 from watcher.clock import iso, utcnow
-from watcher.config import Config, config_path, load_config
+from watcher.config import Config, FeedConfig, config_path, load_config
 from watcher.errors import WatcherError
 from watcher.fetch import Fetched, FetchError, new_client
 from watcher.notifiers import build_notifier
@@ -164,7 +164,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
     return asyncio.run(_poll(config, feeds))
 
 
-async def _poll(config: Config, feeds) -> int:
+async def _poll(config: Config, feeds: Iterable[FeedConfig]) -> int:
     store = Store(config.state)
     try:
         async with new_client(config.timeout) as client:

@@ -6,7 +6,7 @@ import asyncio
 import functools
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
@@ -37,11 +37,14 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     store = Store(config.state)
-    in_flight: set[asyncio.Task] = set()
+    in_flight: set[asyncio.Task[object]] = set()
 
-    def tracked(job):
-        async def wrapper(*args):
+    def tracked(job: Callable[..., Awaitable[object]]) -> Callable[..., Awaitable[None]]:
+        """The job, its task known while it runs (for a clean shutdown), its failure logged."""
+
+        async def wrapper(*args: object) -> None:
             task = asyncio.current_task()
+            assert task is not None  # a coroutine run by the scheduler runs in a task
             in_flight.add(task)
             try:
                 await job(*args)
@@ -100,7 +103,7 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> int:
     return 0
 
 
-def _flusher(store: Store):
+def _flusher(store: Store) -> Callable[[], Awaitable[None]]:
     async def flush() -> None:  # async: APScheduler would run a plain function in a thread
         store.flush()
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 from collections.abc import Callable, Iterable, Mapping
@@ -39,7 +40,7 @@ import httpx
 
 from watcher.clock import iso
 from watcher.config import DeliveryPolicy
-from watcher.events import DeliveryEvent, Observers
+from watcher.events import DeliveryEvent, DeliveryOutcome, Observers
 from watcher.notifiers.base import (
     Delivery,
     Notifier,
@@ -47,8 +48,7 @@ from watcher.notifiers.base import (
     TransientDeliveryError,
     UnreachableError,
 )
-from watcher.store import Store
-from watcher.talk import Talk
+from watcher.store import OutboxEntry, Store
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ class Deliverer:
         if outage is not None:
             due = outage.probe_at
         else:
-            due = min(_due(row) or self.clock() for row in pending)
+            due = min(_due(entry) or self.clock() for entry in pending)
         wait = (due - self.clock()).total_seconds()
         return min(max(wait, 0.05), IDLE_WAKE)
 
@@ -196,22 +196,22 @@ class Deliverer:
         not due (stepped aside) is passed over; the pass ends when the destination is down."""
         result = DrainResult()
         async with self._locks[name]:
-            failed: list[dict] = []  # deliveries that failed since the last one accepted
-            for row in self.store.pending(name):
+            failed: list[OutboxEntry] = []  # those failed since the last one accepted
+            for entry in self.store.pending(name):
                 now = self.clock()
                 if self._stopping or self._down(name, now):
                     break
-                if (due := _due(row)) and due > now:
+                if (due := _due(entry)) and due > now:
                     continue
-                attempt = await self._attempt(name, row, result)
-                self._tell(name, row, attempt)
+                attempt = await self._attempt(name, entry, result)
+                self._tell(name, entry, attempt)
                 outcome, retry_after = attempt.outcome, attempt.retry_after
                 if outcome in (Outcome.SENT, Outcome.DEAD):  # it answered: it is up
                     self._recovered(name)
                     self._stepped_aside(name, failed)
                     failed.clear()
                 elif outcome in (Outcome.RETRY, Outcome.DOWN):
-                    failed.append(row)
+                    failed.append(entry)
                     # Down: it did not answer, asked to wait, failed a probe, or failed two
                     # deliveries in a row. Else this one delivery may be the trouble: the
                     # next one is tried, and if it goes through, this one steps aside.
@@ -225,10 +225,10 @@ class Deliverer:
                         break
         return result
 
-    def _tell(self, name: str, row: dict, attempt: Attempt) -> None:
-        said = _SAID.get(attempt.outcome, "retried")
-        guid = str(row["talk"].get("guid"))
-        event = DeliveryEvent(name, row["feed"], guid, said, self.clock(), attempt.error)
+    def _tell(self, name: str, entry: OutboxEntry, attempt: Attempt) -> None:
+        said = _SAID.get(attempt.outcome, DeliveryOutcome.RETRIED)
+        guid = str(entry.talk.guid)
+        event = DeliveryEvent(name, entry.feed, guid, said, self.clock(), attempt.error)
         self.observers.emit(event)
 
     def _down(self, name: str, now: datetime) -> bool:
@@ -241,19 +241,19 @@ class Deliverer:
             down = (self.clock() - outage.since).total_seconds()
             log.info("destination %s: answering again after %.0fs; delivering", name, down)
 
-    def _stepped_aside(self, name: str, failed: list[dict]) -> None:
+    def _stepped_aside(self, name: str, failed: list[OutboxEntry]) -> None:
         """These failed while the destination accepts others: their own schedules stand."""
-        for row in failed:
-            due = _due(self.store.pending_row(row["id"]) or row)
+        for entry in failed:
+            due = _due(self.store.queued(entry.id) or entry)
             log.warning(
                 "destination %s: talk %s fails while others are accepted; it steps aside "
                 "and is tried again at %s",
                 name,
-                row["talk"].get("guid"),
+                entry.talk.guid,
                 iso(due) if due else "once due",
             )
 
-    def _went_down(self, name: str, failed: list[dict], retry_after: float | None) -> None:
+    def _went_down(self, name: str, failed: list[OutboxEntry], retry_after: float | None) -> None:
         """Back the destination off as a whole; the deliveries that failed wait for its
         probe, so that they go first, in order, when it answers again."""
         now = self.clock()
@@ -265,9 +265,11 @@ class Deliverer:
         else:
             log.warning("destination %s: down; probing it again in %.0fs", name, delay)
         self._outages[name] = outage
-        with self.store.batch():
-            for row in failed:
-                self.store.delivery_failed(row["id"], next_attempt=iso(outage.probe_at))
+        probe_at = iso(outage.probe_at)
+        current = (self.store.queued(entry.id) for entry in failed)
+        self.store.update_deliveries(
+            dataclasses.replace(entry, next_attempt=probe_at) for entry in current if entry
+        )
 
     async def _pace(self, name: str) -> None:
         rate = self.policies[name].rate
@@ -279,16 +281,16 @@ class Deliverer:
             await asyncio.sleep(wait)
         self._next_slot[name] = max(loop.time(), self._next_slot[name]) + 1.0 / rate
 
-    async def _attempt(self, name: str, row: dict, result: DrainResult) -> Attempt:
+    async def _attempt(self, name: str, entry: OutboxEntry, result: DrainResult) -> Attempt:
         """Try one delivery, and record what came of it."""
-        delivery = Delivery(row["id"], row["feed"], name, Talk.from_dict(row["talk"]))
+        delivery = Delivery(entry.id, entry.feed, name, entry.talk)
         context = f"destination {name}: talk {delivery.talk.guid}"
-        attempts = row["attempts"] + 1
+        attempts = entry.attempts + 1
         await self._pace(name)
         try:
             await self.notifiers[name].send(delivery, self.client)
         except PermanentDeliveryError as exc:
-            self._dead(name, row, attempts, str(exc))
+            self._dead(name, entry, attempts, str(exc))
             log.error("%s: rejected, dead-lettered: %s", context, exc)
             result.dead += 1
             result.errors.append(f"{name}: {exc}")
@@ -301,65 +303,79 @@ class Deliverer:
                 log.exception("%s: the notifier failed unexpectedly", context)
             result.errors.append(f"{name}: {error}")
             retry_after = getattr(exc, "retry_after", None)
-            if self._retry_later(name, row, attempts, error, context):
+            if self._retry_later(name, entry, attempts, error, context):
                 result.failed += 1
                 unreachable = isinstance(exc, UnreachableError)
                 return Attempt(Outcome.DOWN if unreachable else Outcome.RETRY, retry_after, error)
             result.dead += 1
             return Attempt(Outcome.GAVE_UP, error=error)
-        now = self.clock()
-        with self.store.batch():
-            self.store.delivered(row["id"])
-            self.store.update_destination_state(name, last_success=iso(now))
+        self.store.delivered(entry.id)
+        self._note(name, last_success=iso(self.clock()))
         log.info("%s: delivered", context)
         result.sent += 1
         return Attempt(Outcome.SENT)
 
-    def _retry_later(self, name, row, attempts, error, context) -> bool:
+    def _note(
+        self,
+        name: str,
+        last_success: str | None = None,
+        last_error: str | None = None,
+        last_error_at: str | None = None,
+    ) -> None:
+        """Note how the destination fares (`watcher status` shows it)."""
+        state = self.store.destination(name)
+        if last_success:
+            state = dataclasses.replace(state, last_success=last_success)
+        if last_error:
+            state = dataclasses.replace(state, last_error=last_error, last_error_at=last_error_at)
+        self.store.save_destination(state)
+
+    def _retry_later(
+        self, name: str, entry: OutboxEntry, attempts: int, error: str, context: str
+    ) -> bool:
         """Schedule the next try (True), or dead-letter the delivery if it is time to give
         up (False): `give_up_after` counts from its first failure, not from when it was
         queued, so a backlog that waited out an outage is not dropped on one failure."""
         policy = self.policies[name]
         now = self.clock()
-        first_failed = row.get("first_failed_at") or iso(now)
+        first_failed = entry.first_failed_at or iso(now)
         failing_for = (now - datetime.fromisoformat(first_failed)).total_seconds()
         if failing_for >= policy.give_up_after or (
             policy.max_attempts and attempts >= policy.max_attempts
         ):
-            self._dead(name, row, attempts, f"gave up after {attempts} attempts: {error}")
+            self._dead(name, entry, attempts, f"gave up after {attempts} attempts: {error}")
             log.error("%s: giving up after %d attempts: %s", context, attempts, error)
             return False
         delay = retry_delay(failing_for, self.rng)
-        with self.store.batch():
-            self.store.delivery_failed(
-                row["id"],
-                attempts=attempts,
-                last_error=error,
-                first_failed_at=first_failed,
-                next_attempt=iso(now + timedelta(seconds=delay)),
-            )
-            self.store.update_destination_state(name, last_error=error, last_error_at=iso(now))
+        retry = dataclasses.replace(
+            entry,
+            attempts=attempts,
+            last_error=error,
+            first_failed_at=first_failed,
+            next_attempt=iso(now + timedelta(seconds=delay)),
+        )
+        self.store.update_deliveries([retry])
+        self._note(name, last_error=error, last_error_at=iso(now))
         # A probe of a destination known to be down: one WARNING said it went down.
         level = logging.DEBUG if name in self._outages else logging.WARNING
         log.log(level, "%s: failed (attempt %d): %s", context, attempts, error)
         return True
 
-    def _dead(self, name: str, row: dict, attempts: int, error: str) -> None:
+    def _dead(self, name: str, entry: OutboxEntry, attempts: int, error: str) -> None:
         now = iso(self.clock())
-        with self.store.batch():
-            self.store.delivery_failed(
-                row["id"],
-                attempts=attempts,
-                last_error=error,
-                dead=True,
-                next_attempt=None,
-                dead_at=now,
-            )
-            self.store.update_destination_state(name, last_error=error, last_error_at=now)
+        dead = dataclasses.replace(
+            entry, attempts=attempts, last_error=error, dead=True, next_attempt=None, dead_at=now
+        )
+        self.store.update_deliveries([dead])
+        self._note(name, last_error=error, last_error_at=now)
 
 
-_SAID = {Outcome.SENT: "sent", Outcome.DEAD: "dead", Outcome.GAVE_UP: "dead"}  # for events
+_SAID = {  # for events
+    Outcome.SENT: DeliveryOutcome.SENT,
+    Outcome.DEAD: DeliveryOutcome.DEAD,
+    Outcome.GAVE_UP: DeliveryOutcome.DEAD,
+}
 
 
-def _due(row: dict) -> datetime | None:
-    return datetime.fromisoformat(row["next_attempt"]) if row["next_attempt"] else None
+def _due(entry: OutboxEntry) -> datetime | None:
+    return datetime.fromisoformat(entry.next_attempt) if entry.next_attempt else None

@@ -8,17 +8,31 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 log = logging.getLogger(__name__)
 
-POLL_OUTCOMES = ("skipped", "not_modified", "unchanged", "changed", "failed")
-DELIVERY_OUTCOMES = ("sent", "retried", "dead")
+
+class PollOutcome(StrEnum):
+    """What a poll came to."""
+
+    SKIPPED = "skipped"  # backing off, or gone: not fetched
+    NOT_MODIFIED = "not_modified"  # a 304
+    UNCHANGED = "unchanged"  # the body read last time
+    CHANGED = "changed"  # a new body was read (new talks or not)
+    FAILED = "failed"
+
+
+class DeliveryOutcome(StrEnum):
+    SENT = "sent"
+    RETRIED = "retried"  # failed, tried again later
+    DEAD = "dead"  # dead-lettered
 
 
 @dataclass(frozen=True)
 class PollEvent:
     feed: str
-    outcome: str  # one of POLL_OUTCOMES; "changed": a new body was read (new talks or not)
+    outcome: PollOutcome
     at: datetime
     seconds: float  # how long the poll took, waits for a slot excluded
     new_talks: int = 0  # announced (queued for delivery)
@@ -31,7 +45,7 @@ class DeliveryEvent:
     destination: str
     feed: str
     guid: str
-    outcome: str  # one of DELIVERY_OUTCOMES
+    outcome: DeliveryOutcome
     at: datetime
     error: str | None = None
 

@@ -52,6 +52,9 @@ class FetchError(WatcherError):
     See `watcher.errors` for the tree."""
 
     permanent = False  # whether it will fail the same way until something changes
+    # Set when the failure came after the feed found on the feed's page was forgotten
+    # (`watcher.resolve`): the failed poll records that it was.
+    forgot_discovered = False
 
     def __init__(
         self, message: str, retry_after: float | None = None, status: int | None = None

@@ -1,4 +1,9 @@
-"""One feed's cycle: fetch → parse → diff → record (seen + outbox in one write)."""
+"""One feed's poll, in its stages: load the state → fetch → read → select → commit.
+
+The state is read once (`Store.load`) and written once (`Store.commit`, one write
+of the feed's file); what is new is decided by pure functions of what was loaded
+and what was read (`watcher.select`).
+"""
 
 from __future__ import annotations
 
@@ -14,11 +19,12 @@ import httpx
 
 from watcher.clock import iso
 from watcher.config import Config, FeedConfig
-from watcher.fetch import FeedGone, FetchError, NotAFeedError
-from watcher.resolve import Source, fetch_source, not_a_feed
+from watcher.events import PollOutcome
+from watcher.fetch import FeedGone, Fetched, FetchError
+from watcher.resolve import Source, fetch_source, forget, not_a_feed
 from watcher.schema import redact_feed_url
 from watcher.select import Diff, diff
-from watcher.store import Store, StoreError
+from watcher.store import FeedCommit, FeedState, NewDelivery, SeenTalk, Store, StoreError
 from watcher.talk import Talk
 
 log = logging.getLogger(__name__)
@@ -27,11 +33,14 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class PollResult:
     feed: str
-    ok: bool
+    outcome: PollOutcome
     error: str | None = None
     announced: int = 0
-    outcome: str = "changed"  # see watcher.events.POLL_OUTCOMES
     degraded: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome not in (PollOutcome.FAILED, PollOutcome.SKIPPED)
 
 
 def delivery_id(feed: str, guid: str, destination: str) -> str:
@@ -46,17 +55,16 @@ def backoff_delay(
     `spread` (0 to 1, at random) moves it by up to a quarter either way, so that feeds
     failing together, or one feed and a server that flaps, fall out of step."""
     cap = max(cap, interval)
-    delay = min(interval * 2 ** max(failures - 1, 0) * (0.75 + spread / 2), cap)
+    delay: float = min(interval * 2.0 ** max(failures - 1, 0) * (0.75 + spread / 2), cap)
     return min(max(delay, retry_after), cap) if retry_after is not None else delay
 
 
-def backing_off(feed: FeedConfig, state: dict, now: datetime) -> str | None:
+def backing_off(feed: FeedConfig, state: FeedState, now: datetime) -> str | None:
     """Why the daemon should not poll this feed now, if it should not."""
-    if state.get("gone") and state.get("gone_url") == feed.url:
+    if state.gone and state.gone_url == feed.url:
         return "gone (HTTP 410); change its url in the config to poll it again"
-    retry_at = state.get("retry_at")
-    if retry_at and datetime.fromisoformat(retry_at) > now:
-        return f"backing off after {state.get('failures')} failures until {retry_at}"
+    if state.retry_at and datetime.fromisoformat(state.retry_at) > now:
+        return f"backing off after {state.failures} failures until {state.retry_at}"
     return None
 
 
@@ -69,18 +77,19 @@ async def poll_feed(
     respect_backoff: bool = False,
 ) -> PollResult:
     """One poll, in its stages: load the feed's state → fetch → read → select what to
-    announce → record it all in one write."""
-    state = store.feed_state(feed.name)
+    announce → commit it all in one write."""
+    loaded = store.load(feed.name)
+    state = loaded.state
     if respect_backoff and (reason := backing_off(feed, state, now)):
         log.debug("feed %s: skipped: %s", feed.name, reason)
-        return PollResult(feed.name, ok=False, error=reason, outcome="skipped")
-    source = await _fetch(feed, config, store, client, state, now)
-    if isinstance(source, PollResult):
-        return source
+        return PollResult(feed.name, PollOutcome.SKIPPED, error=reason)
+    source = await _fetch(feed, config, client, state)
+    if isinstance(source, FetchError):
+        return _failed(store, feed, config, state, now, source)
     fetched = source.fetched
-    success = _success(feed, source, now)
+    success = _success(feed, state, source, now)
     if fetched.not_modified or (
-        source.same_source and fetched.sha256 == state.get("body_sha256") and state.get("baselined")
+        source.same_source and fetched.sha256 == state.body_sha256 and state.baselined
     ):
         return _unchanged(store, feed, state, success, fetched)
     # Imported here: feedparser and lxml are a fifth of the start-up of a `watcher poll`
@@ -89,37 +98,39 @@ async def poll_feed(
 
     read = await asyncio.to_thread(read_feed, fetched.body)
     if read.error:
-        error = not_a_feed(store, feed, source, read.error)
-        return _failed(store, feed, config, state, now, NotAFeedError(error))
+        return _failed(store, feed, config, state, now, not_a_feed(feed, source, read.error))
     if read.degraded:
-        success |= _degraded(state, read.warnings)
-    changes = diff(read.identities, store.seen_keys(feed.name), feed.dedup)
-    baseline = not state.get("baselined")
+        success = _degraded(success, state, read.warnings)
+    changes = diff(read.identities, loaded.seen_keys, feed.dedup)
+    baseline = not state.baselined
     announce = _to_announce(feed, source, changes, read.identities, baseline)
     talks = await asyncio.to_thread(read.talks, announce) if announce else []
     for warning in read.warnings:
         log.warning("feed %s: %s", feed.name, warning)
-    changes, announced, unread = _read_in_full(feed, changes, announce, talks, success)
+    changes, announced, success = _read_in_full(feed, changes, announce, talks, success, fetched)
     try:
-        _record(store, feed, config, changes, announced, baseline, now, success, fetched, unread)
+        forgotten = store.commit(_commit(feed, config, changes, announced, now, success))
     except (OSError, StoreError) as exc:  # e.g. a full disk: nothing of this poll was kept
         log.error("feed %s: cannot record this poll: %s", feed.name, exc)
         error = f"cannot record this poll: {exc}"
-        return PollResult(feed.name, ok=False, error=error, outcome="failed")
-    return PollResult(feed.name, ok=True, announced=len(announced), degraded=read.degraded)
+        return PollResult(feed.name, PollOutcome.FAILED, error=error)
+    _log_recorded(feed, config, changes, announced, baseline, forgotten)
+    announced_count = len(announced)
+    return PollResult(feed.name, PollOutcome.CHANGED, None, announced_count, read.degraded)
 
 
-async def _fetch(feed, config, store, client, state, now) -> Source | PollResult:
-    """The fetch stage: what the feed's URL (or the feed its page advertises) holds, or the
-    failed poll."""
+async def _fetch(
+    feed: FeedConfig, config: Config, client: httpx.AsyncClient, state: FeedState
+) -> Source | FetchError:
+    """The fetch stage: what the feed's URL (or the feed its page advertises) holds, or why
+    it could not be fetched."""
     try:
-        source = await fetch_source(feed, state, store, client, config)
+        source = await fetch_source(feed, state, client, config)
     except FetchError as exc:
-        return _failed(store, feed, config, state, now, exc)
+        return exc
     except Exception as exc:  # a fetch bug must fail this feed, never the whole cycle
         log.exception("feed %s: unexpected error while fetching", feed.name)
-        unexpected = FetchError(f"unexpected {type(exc).__name__}: {exc}")
-        return _failed(store, feed, config, state, now, unexpected)
+        return FetchError(f"unexpected {type(exc).__name__}: {exc}")
     if source.fetched.permanent_redirect:
         log.warning(
             "feed %s: moved permanently to %s; update its url in the config",
@@ -129,33 +140,41 @@ async def _fetch(feed, config, store, client, state, now) -> Source | PollResult
     return source
 
 
-def _success(feed: FeedConfig, source: Source, now: datetime) -> dict:
+def _success(feed: FeedConfig, state: FeedState, source: Source, now: datetime) -> FeedState:
     """The feed's state after a poll that fetched what it asked for."""
     stamp = iso(now)
-    return {
-        "url": feed.url,
-        "last_poll": stamp,
-        "last_success": stamp,
-        "last_error": None,
-        "failures": 0,
-        "retry_at": None,
-        "gone": False,
-        "degraded": False,
-        **source.state,
-    }
-
-
-def _unchanged(store: Store, feed: FeedConfig, state: dict, success: dict, fetched) -> PollResult:
-    """A 304, or the body read last time: only the feed's state changes."""
-    store.update_feed_state(
-        feed.name,
-        **(success | _still_degraded(state)),
-        etag=fetched.etag or state.get("etag"),
-        last_modified=fetched.last_modified or state.get("last_modified"),
+    return dataclasses.replace(
+        state,
+        url=feed.url,
+        last_poll=stamp,
+        last_success=stamp,
+        last_error=None,
+        failures=0,
+        retry_at=None,
+        gone=False,
+        degraded=False,
+        discovered_url=source.discovered_url,
+        page_url=source.page_url,
     )
+
+
+def _unchanged(
+    store: Store, feed: FeedConfig, state: FeedState, success: FeedState, fetched: Fetched
+) -> PollResult:
+    """A 304, or the body read last time: only the feed's state changes."""
+    if state.degraded:  # as degraded as it was
+        success = dataclasses.replace(
+            success, degraded=True, failures=state.failures, last_error=state.last_error
+        )
+    success = dataclasses.replace(
+        success,
+        etag=fetched.etag or state.etag,
+        last_modified=fetched.last_modified or state.last_modified,
+    )
+    store.commit(FeedCommit(success, at=success.last_poll or ""))
     log.debug("feed %s: unchanged", feed.name)
-    outcome = "not_modified" if fetched.not_modified else "unchanged"
-    return PollResult(feed.name, ok=True, outcome=outcome)
+    outcome = PollOutcome.NOT_MODIFIED if fetched.not_modified else PollOutcome.UNCHANGED
+    return PollResult(feed.name, outcome)
 
 
 def _to_announce(
@@ -173,7 +192,7 @@ def _to_announce(
             "feed %s: the feed found on its page now (%s) shares few talks with the one read "
             "before: its %d talks not seen yet are recorded as seen, not announced",
             feed.name,
-            redact_feed_url(source.state["discovered_url"]),
+            redact_feed_url(source.discovered_url or ""),
             len(announce),
         )
         return []
@@ -181,44 +200,50 @@ def _to_announce(
 
 
 def _read_in_full(
-    feed: FeedConfig, changes: Diff, announce: list[str], talks: list[Talk], success: dict
-) -> tuple[Diff, list[Talk], list[str]]:
-    """The talks to announce as read in full, and the GUIDs of those that could not be:
-    these are neither marked seen nor queued, and the body is read again next poll."""
+    feed: FeedConfig,
+    changes: Diff,
+    announce: list[str],
+    talks: list[Talk],
+    success: FeedState,
+    fetched: Fetched,
+) -> tuple[Diff, list[Talk], FeedState]:
+    """The talks to announce as read in full, and the state to record. Talks that could
+    not be read in full are neither marked seen nor queued, and the validators and hash
+    are not kept, so that the next poll fetches and reads the body again instead of
+    ending at "unchanged"."""
     by_guid = {talk.guid: talk for talk in talks}
     unread = [guid for guid in announce if guid not in by_guid]
-    if unread:
-        success["last_error"] = (
-            f"{len(unread)} new talks could not be read in full; trying again next poll"
+    announced = [by_guid[guid] for guid in announce if guid in by_guid]
+    if not unread:
+        success = dataclasses.replace(
+            success,
+            etag=fetched.etag,
+            last_modified=fetched.last_modified,
+            body_sha256=fetched.sha256,
         )
-        log.error("feed %s: %s", feed.name, success["last_error"])
-        changes = dataclasses.replace(
-            changes, new=[(t, keys) for t, keys in changes.new if t.guid not in unread]
-        )
-    return changes, [by_guid[guid] for guid in announce if guid in by_guid], unread
+        return changes, announced, success
+    error = f"{len(unread)} new talks could not be read in full; trying again next poll"
+    log.error("feed %s: %s", feed.name, error)
+    changes = dataclasses.replace(
+        changes, new=[(t, keys) for t, keys in changes.new if t.guid not in unread]
+    )
+    success = dataclasses.replace(
+        success, last_error=error, etag=None, last_modified=None, body_sha256=None
+    )
+    return changes, announced, success
 
 
-def _degraded(state: dict, warnings: list[str]) -> dict:
-    """The bookkeeping of a poll whose document could only be read by recovering from
-    broken XML: its talks count, but it is no sign that a failing feed is healthy again,
-    so the failures in a row are kept (neither reset nor counted up)."""
+def _degraded(success: FeedState, state: FeedState, warnings: list[str]) -> FeedState:
+    """The state after a poll whose document could only be read by recovering from broken
+    XML: its talks count, but it is no sign that a failing feed is healthy again, so the
+    failures in a row are kept (neither reset nor counted up)."""
     problem = next((w for w in warnings if w.startswith("malformed feed")), "malformed feed")
-    return {
-        "degraded": True,
-        "failures": int(state.get("failures") or 0),
-        "last_error": f"degraded: {problem}; read what could be recovered",
-    }
-
-
-def _still_degraded(state: dict) -> dict:
-    """An unchanged body of a degraded poll is as degraded as it was."""
-    if not state.get("degraded"):
-        return {}
-    return {
-        "degraded": True,
-        "failures": int(state.get("failures") or 0),
-        "last_error": state.get("last_error"),
-    }
+    return dataclasses.replace(
+        success,
+        degraded=True,
+        failures=state.failures,
+        last_error=f"degraded: {problem}; read what could be recovered",
+    )
 
 
 def _another_feed(changes: Diff, talks: list[Talk]) -> bool:
@@ -227,37 +252,47 @@ def _another_feed(changes: Diff, talks: list[Talk]) -> bool:
     return len(changes.new) + len(changes.quiet) > len(talks) / 2
 
 
-def _record(store, feed, config, changes, announced, baseline, now, success, fetched, unread):
-    """One write: the new talks marked seen, their deliveries queued, the feed's state.
-
-    With talks left `unread`, the validators and hash are not kept, so that the next
-    poll fetches and reads the body again instead of ending at "unchanged"."""
+def _commit(
+    feed: FeedConfig,
+    config: Config,
+    changes: Diff,
+    announced: list[Talk],
+    now: datetime,
+    state: FeedState,
+) -> FeedCommit:
+    """The commit stage: the new talks marked seen, their deliveries queued, the feed's
+    state, as one write."""
     stamp = iso(now)
-    prune_before = iso(now - timedelta(seconds=config.retention))
-    with store.batch():
-        seen = [*changes.new, *changes.quiet]
-        store.mark_seen(feed.name, [(talk.guid, keys) for talk, keys in seen], stamp)
-        store.add_seen_keys(feed.name, changes.rekeyed)
-        forgotten = store.refresh_presence(feed.name, changes.present, stamp, prune_before)
-        for talk in announced:
-            for destination in feed.notify:
-                store.enqueue(
-                    {
-                        "id": delivery_id(feed.name, talk.guid, destination),
-                        "feed": feed.name,
-                        "destination": destination,
-                        "talk": talk.to_dict(),
-                        "created": stamp,
-                    }
-                )
-        store.update_feed_state(
-            feed.name,
-            **success,
-            baselined=True,
-            etag=None if unread else fetched.etag,
-            last_modified=None if unread else fetched.last_modified,
-            body_sha256=None if unread else fetched.sha256,
-        )
+    seen = [*changes.new, *changes.quiet]
+    return FeedCommit(
+        dataclasses.replace(state, baselined=True),
+        at=stamp,
+        seen=[SeenTalk(talk.guid, tuple(sorted(keys)), stamp) for talk, keys in seen],
+        rekeyed=changes.rekeyed,
+        present=frozenset(changes.present),
+        prune_before=iso(now - timedelta(seconds=config.retention)),
+        deliveries=[
+            NewDelivery(
+                delivery_id(feed.name, talk.guid, destination),
+                feed.name,
+                destination,
+                talk,
+                stamp,
+            )
+            for talk in announced
+            for destination in feed.notify
+        ],
+    )
+
+
+def _log_recorded(
+    feed: FeedConfig,
+    config: Config,
+    changes: Diff,
+    announced: list[Talk],
+    baseline: bool,
+    forgotten: int,
+) -> None:
     if forgotten:
         log.info(
             "feed %s: forgot %d talks gone from the feed for over %gs",
@@ -288,9 +323,11 @@ def _record(store, feed, config, changes, announced, baseline, now, success, fet
 PERMANENT_HEAD_START = 2
 
 
-def _failed(store, feed, config, state, now, exc: FetchError) -> PollResult:
+def _failed(
+    store: Store, feed: FeedConfig, config: Config, state: FeedState, now: datetime, exc: FetchError
+) -> PollResult:
     """Record a failed poll; the back-off is chosen by the error's class (watcher.errors)."""
-    failures = int(state.get("failures") or 0) + 1
+    failures = state.failures + 1
     error = str(exc)
     gone = isinstance(exc, FeedGone)
     steps = failures + PERMANENT_HEAD_START if exc.permanent else failures
@@ -298,20 +335,25 @@ def _failed(store, feed, config, state, now, exc: FetchError) -> PollResult:
         steps, feed.interval, config.max_backoff, exc.retry_after, random.random()
     )
     backing_off = steps > 1 or exc.retry_after is not None
-    store.update_feed_state(
-        feed.name,
-        last_poll=iso(now),
+    stamp = iso(now)
+    failed = dataclasses.replace(
+        forget(state) if exc.forgot_discovered else state,
+        last_poll=stamp,
         last_error=error,
-        last_error_at=iso(now),
+        last_error_at=stamp,
         failures=failures,
         retry_at=iso(now + timedelta(seconds=delay)) if backing_off else None,
         gone=gone,
         gone_url=feed.url if gone else None,
     )
+    try:
+        store.commit(FeedCommit(failed, at=stamp))
+    except (OSError, StoreError) as exc_store:
+        log.error("feed %s: cannot record this poll: %s", feed.name, exc_store)
     if gone:
         log.warning(
             "feed %s: %s: the feed is gone; no more polls until its url changes", feed.name, error
         )
     else:
         log.error("feed %s: %s", feed.name, error)
-    return PollResult(feed.name, ok=False, error=error, outcome="failed")
+    return PollResult(feed.name, PollOutcome.FAILED, error=error)

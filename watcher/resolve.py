@@ -18,7 +18,6 @@ import asyncio
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
@@ -26,7 +25,7 @@ from watcher.config import Config, FeedConfig
 from watcher.discover import advertised_feeds, is_html_page
 from watcher.fetch import Fetched, FetchError, NotAFeedError, fetch, new_client
 from watcher.schema import redact_feed_url
-from watcher.store import Store
+from watcher.store import FeedState
 
 log = logging.getLogger(__name__)
 
@@ -141,76 +140,83 @@ class Source:
 
     fetched: Fetched
     same_source: bool  # the stored validators and body hash are those of the URL fetched
-    state: dict[str, Any]  # `discovered_url` and `page_url`, recorded with a success
+    discovered_url: str | None = None  # the feed read, found on the page at `page_url`
+    page_url: str | None = None
     # A feed found on the page where another URL was read before: maybe another feed
     switched: bool = False
 
     @property
     def discovered(self) -> bool:
-        return self.state.get("discovered_url") is not None
+        return self.discovered_url is not None
 
 
-def remembered_feed(feed: FeedConfig, state: dict[str, Any]) -> str | None:
+def remembered_feed(feed: FeedConfig, state: FeedState) -> str | None:
     """The feed found on this feed's page, if one was, on the page its config names now."""
-    if state.get("page_url") == feed.url and state.get("discovered_url"):
-        return state["discovered_url"]
+    if state.page_url == feed.url and state.discovered_url:
+        return state.discovered_url
     return None
 
 
 async def fetch_source(
-    feed: FeedConfig, state: dict[str, Any], store: Store, client: httpx.AsyncClient, config: Config
+    feed: FeedConfig, state: FeedState, client: httpx.AsyncClient, config: Config
 ) -> Source:
     """Fetch what a poll of `feed` reads: the feed found on its page before, if any (with
-    its validators); else its URL, and, if that is a page, the feed the page advertises."""
-    limits = {"max_bytes": config.max_bytes, "deadline": config.timeout}
+    its validators); else its URL, and, if that is a page, the feed the page advertises.
+
+    When the feed found before is gone, it is forgotten and the page read again; if that
+    fails, the error says so (`forgot_discovered`)."""
     failed = None
-    read_before = state.get("url") == feed.url and state.get("baselined")
+    # The validators are the configured URL's only if no discovered feed's replaced them.
+    same_source = state.url == feed.url and not state.discovered_url
+    read_before = state.url == feed.url and state.baselined
     previous = remembered_feed(feed, state) or (feed.url if read_before else None)
     if remembered := remembered_feed(feed, state):
         try:
-            return await _fetch_remembered(feed, remembered, state, client, limits)
+            return await _fetch_remembered(feed, remembered, state, client, config)
         except AdvertisedFeedError as exc:
             if not exc.gone:
                 raise
             log.info(
                 "feed %s: %s; reading its page again for the feed it advertises now", feed.name, exc
             )
-            forget(store, feed.name)
+            state = forget(state)
             failed = exc
-    # The validators are the configured URL's only if no discovered feed's replaced them.
-    same_source = state.get("url") == feed.url and not state.get("discovered_url")
-    validators = {"etag": state.get("etag"), "last_modified": state.get("last_modified")}
-    fetched, discovery = await fetch_through_page(
-        client,
-        feed.url,
-        max_bytes=config.max_bytes,
-        deadline=config.timeout,
-        etag=validators["etag"] if same_source else None,
-        last_modified=validators["last_modified"] if same_source else None,
-        failed=failed,
-    )
+    try:
+        fetched, discovery = await fetch_through_page(
+            client,
+            feed.url,
+            max_bytes=config.max_bytes,
+            deadline=config.timeout,
+            etag=state.etag if same_source else None,
+            last_modified=state.last_modified if same_source else None,
+            failed=failed,
+        )
+    except FetchError as exc:
+        exc.forgot_discovered = failed is not None
+        raise
     if discovery is None:
-        return Source(fetched, same_source, {"discovered_url": None, "page_url": None})
+        return Source(fetched, same_source)
     _log_discovery(feed, discovery)
     switched = previous is not None and discovery.feed_url != previous
-    return Source(fetched, False, _found(feed, discovery.feed_url), switched)
+    return Source(fetched, False, discovery.feed_url, feed.url, switched)
 
 
 async def _fetch_remembered(
-    feed: FeedConfig, url: str, state: dict[str, Any], client: httpx.AsyncClient, limits: dict
+    feed: FeedConfig, url: str, state: FeedState, client: httpx.AsyncClient, config: Config
 ) -> Source:
     fetched = await fetch_advertised(
-        client, url, etag=state.get("etag"), last_modified=state.get("last_modified"), **limits
+        client,
+        url,
+        etag=state.etag,
+        last_modified=state.last_modified,
+        max_bytes=config.max_bytes,
+        deadline=config.timeout,
     )
     moved = fetched.permanent_redirect
     if moved:  # its validators are the new URL's already
         log.info("feed %s: its feed moved permanently to %s", feed.name, redact_feed_url(moved))
     fetched = dataclasses.replace(fetched, permanent_redirect=None)
-    return Source(fetched, True, _found(feed, moved or url))
-
-
-def _found(feed: FeedConfig, url: str) -> dict[str, Any]:
-    return {"discovered_url": url, "page_url": feed.url}
+    return Source(fetched, True, moved or url, feed.url)
 
 
 def _log_discovery(feed: FeedConfig, discovery: Discovery) -> None:
@@ -223,25 +229,24 @@ def _log_discovery(feed: FeedConfig, discovery: Discovery) -> None:
     )
 
 
-def forget(store: Store, feed: str) -> None:
-    """Forget the feed found on a feed's page, and its validators: the next fetch is the
-    page's, unconditional."""
-    store.update_feed_state(
-        feed, discovered_url=None, page_url=None, etag=None, last_modified=None, body_sha256=None
+def forget(state: FeedState) -> FeedState:
+    """The state with the feed found on its page forgotten, and its validators: the next
+    fetch is the page's, unconditional."""
+    return dataclasses.replace(
+        state, discovered_url=None, page_url=None, etag=None, last_modified=None, body_sha256=None
     )
 
 
-def not_a_feed(store: Store, feed: FeedConfig, source: Source, error: str) -> str:
-    """What a poll says when what it fetched is not a feed. A discovered feed that is not
-    one any more is forgotten: the next poll reads its page again."""
-    if not source.discovered:
-        return error
-    url = source.state["discovered_url"]
-    log.info(
-        "feed %s: forgetting %s; its page is read again next poll", feed.name, redact_feed_url(url)
-    )
-    forget(store, feed.name)
-    return f"advertised feed {redact_feed_url(url)}: {error}"
+def not_a_feed(feed: FeedConfig, source: Source, error: str) -> NotAFeedError:
+    """The error of a poll whose fetch is not a feed. A discovered feed that is not one
+    any more is forgotten (`forgot_discovered`): the next poll reads its page again."""
+    if source.discovered_url is None:
+        return NotAFeedError(error)
+    url = redact_feed_url(source.discovered_url)
+    log.info("feed %s: forgetting %s; its page is read again next poll", feed.name, url)
+    failure = NotAFeedError(f"advertised feed {url}: {error}")
+    failure.forgot_discovered = True
+    return failure
 
 
 # `watcher check-config --fetch`: what each configured URL holds.

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -77,7 +77,7 @@ def publication_order(talks: list[Talk]) -> list[Talk]:
     return [talk for _, talk in indexed]
 
 
-def diff(talks: list[Talk], seen: set[str], dedup: Iterable[str]) -> Diff:
+def diff(talks: list[Talk], seen: Set[str], dedup: Iterable[str]) -> Diff:
     """Which talks are new: none of their keys seen before (nor earlier in this document)."""
     keyed = [(talk, identity_keys(talk, dedup)) for talk in talks]
     shared = Counter(key for _, keys in keyed for key in keys if key.startswith(_SHAREABLE))
@@ -85,7 +85,7 @@ def diff(talks: list[Talk], seen: set[str], dedup: Iterable[str]) -> Diff:
     legacy = bool(seen) and not any(key.startswith("item:") for key in seen)
     claims = _legacy_claims(keyed, seen) if legacy else {}
     claimed = {shared_guid(name) for name in claims}
-    seen = set(seen)
+    known_keys = set(seen)
     new: dict[str, set[str]] = {}
     quiet: list[Keyed] = []
     rekeyed: list[tuple[str, set[str]]] = []
@@ -93,16 +93,16 @@ def diff(talks: list[Talk], seen: set[str], dedup: Iterable[str]) -> Diff:
     for talk, keys in keyed:
         present |= keys
         claim = claims.get(talk.guid)
-        known = claim or keys & seen
+        known = claim or keys & known_keys
         if not known:
             if legacy and shared_guid(talk.guid) in claimed:  # hidden by the old state
                 quiet.append((talk, keys))
             else:
                 new[talk.guid] = keys
-            seen |= keys
+            known_keys |= keys
             continue
-        if keys - seen:
-            rekeyed.append((min(known), keys - seen))
+        if keys - known_keys:
+            rekeyed.append((min(known), keys - known_keys))
         if not claim and f"guid:{talk.guid}" not in known:
             _log_matched(talk, known)
     ordered = publication_order([talk for talk in talks if talk.guid in new])
@@ -113,7 +113,7 @@ def diff(talks: list[Talk], seen: set[str], dedup: Iterable[str]) -> Diff:
 _SHAREABLE = ("link:", "video:")
 
 
-def _legacy_claims(keyed: list[Keyed], seen: set[str]) -> dict[str, set[str]]:
+def _legacy_claims(keyed: list[Keyed], seen: Set[str]) -> dict[str, set[str]]:
     """Of each group of items sharing a guid that was seen under that guid, the first in
     the document (the one kept before such items were told apart) → the seen guid key."""
     claims: dict[str, set[str]] = {}

@@ -13,37 +13,34 @@ from typing import Any
 from watcher.clock import iso
 from watcher.config import Config
 from watcher.schema import redact_feed_url
-from watcher.store import read_snapshot
+from watcher.store import DestinationState, FeedState, read_snapshot
 
 
 def collect_status(config: Config, now: datetime) -> dict[str, Any]:
     snapshot = read_snapshot(config.state)
-    feed_rows = snapshot.feeds
-    outbox = snapshot.outbox
-    dest_rows = snapshot.destinations
     feeds = []
     for feed in config.feeds:
-        row = feed_rows.get(feed.name, {})
+        state = snapshot.feeds.get(feed.name) or FeedState(feed.name)
         feeds.append(
             {
                 "name": feed.name,
-                "last_poll": row.get("last_poll"),
-                "next_poll": _next_poll(row, feed.interval),
-                "gone": bool(row.get("gone")) and row.get("gone_url") == feed.url,
-                "last_success": row.get("last_success"),
-                "last_error": row.get("last_error"),
-                "degraded": bool(row.get("degraded")),
-                "consecutive_failures": row.get("failures", 0),
-                "talks_seen": row.get("talks_seen", 0),
-                "discovered_url": _discovered(row, feed.url),
+                "last_poll": state.last_poll,
+                "next_poll": _next_poll(state, feed.interval),
+                "gone": state.gone and state.gone_url == feed.url,
+                "last_success": state.last_success,
+                "last_error": state.last_error,
+                "degraded": state.degraded,
+                "consecutive_failures": state.failures,
+                "talks_seen": snapshot.talks_seen.get(feed.name, 0),
+                "discovered_url": _discovered(state, feed.url),
             }
         )
     destinations = []
     for name, dest in config.destinations.items():
-        rows = [r for r in outbox if r.get("destination") == name]
-        live = [r for r in rows if not r.get("dead")]
-        retrying = [r for r in live if r.get("attempts")]
-        row = dest_rows.get(name, {})
+        entries = [e for e in snapshot.outbox if e.destination == name]
+        live = [e for e in entries if not e.dead]
+        retrying = [e for e in live if e.attempts]
+        fared = snapshot.destinations.get(name) or DestinationState(name)
         destinations.append(
             {
                 "name": name,
@@ -51,23 +48,23 @@ def collect_status(config: Config, now: datetime) -> dict[str, Any]:
                 "queued": len(live),
                 "retrying": len(retrying),
                 "next_attempt": min(
-                    (r["next_attempt"] for r in retrying if r.get("next_attempt")), default=None
+                    (e.next_attempt for e in retrying if e.next_attempt), default=None
                 ),
-                "dead_lettered": len(rows) - len(live),
+                "dead_lettered": len(entries) - len(live),
                 "dead_letters": [
                     {
-                        "id": r.get("id"),
-                        "feed": r.get("feed"),
-                        "title": (r.get("talk") or {}).get("title"),
-                        "attempts": r.get("attempts"),
-                        "error": r.get("last_error"),
-                        "since": r.get("dead_at"),
+                        "id": e.id,
+                        "feed": e.feed,
+                        "title": e.talk.title,
+                        "attempts": e.attempts,
+                        "error": e.last_error,
+                        "since": e.dead_at,
                     }
-                    for r in rows
-                    if r.get("dead")
+                    for e in entries
+                    if e.dead
                 ],
-                "last_success": row.get("last_success"),
-                "last_error": row.get("last_error"),
+                "last_success": fared.last_success,
+                "last_error": fared.last_error,
             }
         )
     return {
@@ -78,20 +75,20 @@ def collect_status(config: Config, now: datetime) -> dict[str, Any]:
     }
 
 
-def _discovered(row: dict[str, Any], url: str) -> str | None:
+def _discovered(state: FeedState, url: str) -> str | None:
     """The feed found on the page the feed's url names, if it is a page (redacted)."""
-    if row.get("page_url") != url or not row.get("discovered_url"):
+    if state.page_url != url or not state.discovered_url:
         return None
-    return redact_feed_url(row["discovered_url"])
+    return redact_feed_url(state.discovered_url)
 
 
-def _next_poll(row: dict[str, Any], interval: float) -> str | None:
+def _next_poll(state: FeedState, interval: float) -> str | None:
     """When the daemon polls next, about (its schedule adds a little jitter)."""
-    if not row.get("last_poll"):
+    if not state.last_poll:
         return None
-    if row.get("retry_at"):
-        return row["retry_at"]
-    last = datetime.fromisoformat(row["last_poll"])
+    if state.retry_at:
+        return state.retry_at
+    last = datetime.fromisoformat(state.last_poll)
     return iso(last + timedelta(seconds=interval))
 
 

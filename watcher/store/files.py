@@ -1,0 +1,179 @@
+"""Files that survive a kill at any moment: atomic JSON writes (temporary file,
+fsync, rename) keeping the version replaced as `<file>.bak`; the shape check that
+refuses a file that is JSON but not ours; the lock that allows one writer per
+state; the sweep of temporary files a killed writer left."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from tinydb.storages import Storage
+
+from watcher.errors import WatcherError
+
+Fields = Mapping[str, tuple[str, ...]]
+
+
+class StoreError(WatcherError):
+    """The state file cannot be used; the message says which file and what to do."""
+
+
+def temp_prefix(path: Path) -> str:
+    """Temporary files of one state file: another state file in the folder has its own."""
+    return f".{path.name}.tmp-"
+
+
+def feeds_folder(path: Path) -> Path:
+    """`state/watcher.json` → `state/watcher.json.feeds/`: another state file in the same
+    folder (`watcher.db`, say) has its own."""
+    return path.with_name(f"{path.name}.feeds")
+
+
+def feed_file_name(feed: str) -> str:
+    """A file name for any feed name: readable, and unique by a hash of the name."""
+    readable = re.sub(r"[^A-Za-z0-9_-]+", "-", feed).strip("-")[:48] or "feed"
+    return f"{readable}-{hashlib.sha256(feed.encode()).hexdigest()[:10]}.json"
+
+
+def backup_path(path: Path) -> Path:
+    return path.with_name(path.name + ".bak")
+
+
+class AtomicJSONStorage(Storage):
+    """TinyDB storage that replaces the file atomically on every write.
+
+    A missing file is a new store; an empty or unreadable one is an error, never
+    silently an empty store (that would lose the outbox and re-baseline feeds).
+    """
+
+    def __init__(self, path: str, required: Fields | None = None) -> None:
+        self.path = Path(path)
+        self.required = required
+
+    def read(self) -> dict[str, Any] | None:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StoreError(f"{self.path}: cannot read the state file: {exc}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            problem = "empty" if not text.strip() else "not valid JSON"
+            backup = backup_path(self.path)
+            recover = (
+                f"The previous version is kept as {backup}: copy it over the state file to"
+                " recover, or move both away to start afresh."
+                if backup.exists()
+                else "No previous version is kept: move it away to start afresh."
+            )
+            raise StoreError(
+                f"{self.path}: the state file is {problem} ({exc.msg} at line {exc.lineno});"
+                f" refusing to start, which would re-announce or lose talks. {recover}"
+            ) from None
+        check_shape(data, self.path, self.required)
+        tables: dict[str, Any] = data
+        return tables
+
+    def write(self, data: dict[str, Any]) -> None:
+        try:
+            self._write(data)
+        except OSError as exc:  # a full disk, a read-only folder: one line, which file
+            raise StoreError(f"{self.path}: cannot write the state file: {exc}") from None
+
+    def _write(self, data: dict[str, Any]) -> None:
+        directory = self.path.parent
+        fd, temp = tempfile.mkstemp(prefix=temp_prefix(self.path), dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                # dumps, not dump: dump streams through the pure-Python encoder, 3x slower
+                handle.write(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+                handle.flush()
+                os.fsync(handle.fileno())
+            _keep_previous(self.path)
+            os.replace(temp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def close(self) -> None:
+        pass
+
+
+def check_shape(data: Any, path: Path, required: Fields | None) -> None:
+    """Refuse a state file that is JSON but not ours (edited by hand, or damaged)."""
+    where = f"{path}: the state file is damaged or not a watcher state file"
+    if not isinstance(data, dict):
+        raise StoreError(f"{where} (it does not hold a JSON object)")
+    for name, table in data.items():
+        if not isinstance(table, dict) or not all(isinstance(r, dict) for r in table.values()):
+            raise StoreError(f"{where} (its {name!r} table is not a table of records)")
+        for row in table.values():
+            missing = [f for f in (required or {}).get(name, ()) if f not in row]
+            if missing:
+                raise StoreError(f"{where} (a record of {name!r} has no {missing[0]!r})")
+
+
+def _keep_previous(path: Path) -> None:
+    """Keep the version about to be replaced as `<file>.bak`: a hard link, no copy."""
+    staged = path.with_name(f"{temp_prefix(path)}bak-{os.getpid()}")
+    try:
+        os.link(path, staged)
+    except FileNotFoundError:
+        return
+    except OSError:  # a file system without hard links
+        shutil.copyfile(path, staged)
+    os.replace(staged, backup_path(path))
+
+
+def sweep_temporary_files(path: Path) -> int:
+    """Remove the temporary files a killed writer of this state left; return how many."""
+    removed = 0
+    leftovers = list(path.parent.glob(f"{glob.escape(temp_prefix(path))}*"))
+    folder = feeds_folder(path)
+    if folder.is_dir():
+        leftovers += folder.glob(".*.tmp-*")
+    for leftover in leftovers:
+        with contextlib.suppress(OSError):
+            leftover.unlink()
+            removed += 1
+    return removed
+
+
+def acquire_lock(path: Path) -> IO[str]:
+    """One writer per state: an exclusive lock on `<state>.lock`, naming its holder."""
+    lock_path = path.with_name(path.name + ".lock")
+    handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 (held for the store's life)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise StoreError(
+            f"{path}: the state file is in use by another watcher (pid {holder});"
+            f" stop it first, or give this one another state file"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle

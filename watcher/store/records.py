@@ -1,0 +1,186 @@
+"""The state's schema, in one place: each kind of row as a typed record.
+
+A feed's file holds three tables: `feed` (its `FeedState`, one row), `seen` (a
+`SeenTalk` per talk) and `outbox` (an `OutboxEntry` per queued delivery). The
+main file holds `meta` (the schema version), `destinations` (a
+`DestinationState` each) and `activity` (when each feed was last polled and
+last succeeded: written each poll, needed by nobody to decide anything, so kept
+apart and written with `Store.flush()`).
+
+A field a record does not know (written by a newer watcher of the same schema,
+or by hand) is kept in `extra` and written back as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from watcher.talk import Talk
+
+SCHEMA_VERSION = 2
+
+Row = dict[str, Any]
+R = TypeVar("R")
+
+
+def _split(cls: type[Any], row: Mapping[str, Any]) -> tuple[Row, Row]:
+    """A row's fields the record knows, and the others."""
+    names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+    known = {key: value for key, value in row.items() if key in names}
+    return known, {key: value for key, value in row.items() if key not in names}
+
+
+def _row(record: Any, *, leave_out: tuple[str, ...] = ()) -> Row:
+    row = {
+        f.name: getattr(record, f.name)
+        for f in dataclasses.fields(record)
+        if f.name != "extra" and f.name not in leave_out
+    }
+    return {**record.extra, **row}
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """What the watcher knows of a feed between polls."""
+
+    name: str
+    url: str | None = None  # the URL last polled (the config's may have changed since)
+    baselined: bool = False  # its first poll is done: talks seen then were not announced
+    etag: str | None = None
+    last_modified: str | None = None
+    body_sha256: str | None = None  # of the body read last, to skip reading it again
+    failures: int = 0  # in a row
+    retry_at: str | None = None  # backing off until then
+    last_error: str | None = None
+    last_error_at: str | None = None
+    gone: bool = False  # answered 410 at `gone_url`
+    gone_url: str | None = None
+    degraded: bool = False  # its document could only be read in part
+    discovered_url: str | None = None  # the feed advertised by the page at `page_url`
+    page_url: str | None = None
+    last_poll: str | None = None  # activity: kept in the main file
+    last_success: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    ACTIVITY = ("last_poll", "last_success")
+
+    @classmethod
+    def from_rows(cls, name: str, row: Mapping[str, Any], activity: Mapping[str, Any]) -> FeedState:
+        known, extra = _split(cls, {**row, **activity, "name": name})
+        known["failures"] = int(known.get("failures") or 0)
+        for flag in ("baselined", "gone", "degraded"):
+            known[flag] = bool(known.get(flag))
+        return cls(**known, extra=extra)
+
+    def file_row(self) -> Row:
+        """Its row in the feed's file: all but the activity."""
+        return _row(self, leave_out=self.ACTIVITY)
+
+    def activity_row(self) -> Row:
+        return {"name": self.name, "last_poll": self.last_poll, "last_success": self.last_success}
+
+    def same_file_row(self, other: FeedState) -> bool:
+        return self.file_row() == other.file_row()
+
+
+@dataclass(frozen=True, slots=True)
+class SeenTalk:
+    """A talk recorded as seen, by the keys it is known by (`watcher.select`)."""
+
+    guid: str
+    keys: tuple[str, ...]
+    first_seen: str | None = None
+    absent_since: str | None = None  # when the feed stopped listing it
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    REQUIRED = ("guid", "keys")
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> SeenTalk:
+        known, extra = _split(cls, row)
+        known["keys"] = tuple(known["keys"])
+        return cls(**known, extra=extra)
+
+    def to_row(self) -> Row:
+        return {**_row(self), "keys": list(self.keys)}
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """A talk to send to a destination: an `OutboxEntry` once the store queues it."""
+
+    id: str
+    feed: str
+    destination: str
+    talk: Talk
+    created: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """A queued delivery: removed once the destination accepted it; dead-lettered (kept,
+    `dead`) when it never will."""
+
+    id: str
+    seq: int  # the order of queueing: publication order within a feed
+    feed: str
+    destination: str
+    talk: Talk
+    created: str
+    attempts: int = 0
+    next_attempt: str | None = None  # not to be tried before then
+    last_error: str | None = None
+    first_failed_at: str | None = None  # where `give_up_after` counts from
+    dead: bool = False
+    dead_at: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    REQUIRED = ("id", "seq", "feed", "destination", "talk", "created", "attempts")
+
+    @classmethod
+    def queued(cls, delivery: NewDelivery, seq: int) -> OutboxEntry:
+        return cls(
+            **{f.name: getattr(delivery, f.name) for f in dataclasses.fields(delivery)}, seq=seq
+        )
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> OutboxEntry:
+        known, extra = _split(cls, row)
+        known["talk"] = Talk.from_dict(known.get("talk") or {})
+        known["attempts"] = int(known.get("attempts") or 0)
+        known["dead"] = bool(known.get("dead"))
+        return cls(**known, extra=extra)
+
+    def to_row(self) -> Row:
+        return {**_row(self), "talk": self.talk.to_dict()}
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationState:
+    """How a destination fares: shown by `watcher status`, deciding nothing."""
+
+    name: str
+    last_success: str | None = None
+    last_error: str | None = None
+    last_error_at: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> DestinationState:
+        known, extra = _split(cls, row)
+        return cls(**known, extra=extra)
+
+    def to_row(self) -> Row:
+        return _row(self)
+
+
+# The fields each table's rows must have, checked on reading a file.
+MAIN_FIELDS = {"meta": ("schema_version",), "destinations": ("name",), "activity": ("name",)}
+FEED_FIELDS = {
+    "feed": ("name",),
+    "seen": SeenTalk.REQUIRED,
+    "outbox": OutboxEntry.REQUIRED,
+}

@@ -1,0 +1,286 @@
+"""The repository: typed records in, typed records out, each change one write.
+
+A feed's file (`<state>.feeds/<feed>-<hash>.json`) holds that feed's state, the
+talks it has seen and its queued deliveries, so recording a poll rewrites only
+that feed's file, and a talk is marked seen in the same write that queues its
+deliveries. The main file (`<state>`) holds the schema version, the state of
+each destination and when each feed was last polled; a poll that finds nothing
+new changes no feed file, and those times are written in one go (`flush()`).
+
+Each change is one method, synchronous, that opens a change of one feed's file
+and writes it before it returns (`_changing`). So no `await` can come between a
+change and its write, two feeds' changes never share a write, and a change that
+raises, the write included, leaves nothing behind, on disk or in memory. A change
+opened inside another raises at once: the rule is checked, not assumed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from tinydb import Query
+
+from watcher.store.files import (
+    StoreError,
+    acquire_lock,
+    feed_file_name,
+    feeds_folder,
+    sweep_temporary_files,
+)
+from watcher.store.migrate import migrate_v1
+from watcher.store.records import (
+    FEED_FIELDS,
+    MAIN_FIELDS,
+    SCHEMA_VERSION,
+    DestinationState,
+    FeedState,
+    NewDelivery,
+    OutboxEntry,
+    SeenTalk,
+)
+from watcher.store.tables import TableFile
+
+
+@dataclass(frozen=True)
+class LoadedFeed:
+    """What a poll reads of the state, once, before it fetches."""
+
+    state: FeedState
+    seen_keys: frozenset[str]
+    talks_seen: int
+
+
+@dataclass(frozen=True)
+class FeedCommit:
+    """What a poll records, in one write: the feed's new state; the talks now seen; keys
+    to add to talks seen before (known by the first, to be known by the others); and,
+    when the feed was read, the keys it lists (`present`), to note which seen talks it
+    no longer lists and forget those gone since before `prune_before`."""
+
+    state: FeedState
+    at: str
+    seen: Sequence[SeenTalk] = ()
+    rekeyed: Sequence[tuple[str, set[str]]] = ()
+    present: frozenset[str] | None = None
+    prune_before: str | None = None
+    deliveries: Sequence[NewDelivery] = field(default_factory=tuple)
+
+
+class Store:
+    def __init__(self, path: Path, *, lock: bool = True) -> None:
+        self.path = path
+        self.folder = feeds_folder(path)
+        self._lock_handle: IO[str] | None = None
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{self.folder}: cannot create the state folder: {exc}") from None
+        if lock:
+            self._lock_handle = acquire_lock(path)
+            sweep_temporary_files(path)
+        migrate_v1(path, self.folder)
+        self.main = TableFile(path, MAIN_FIELDS)
+        self._check_schema()
+        self._activity = {row["name"]: row for row in self.main.rows("activity")}
+        self._destinations = {
+            row["name"]: DestinationState.from_row(row) for row in self.main.rows("destinations")
+        }
+        self._lazy_dirty = False
+        self._changing_feed: str | None = None
+        self._feeds: dict[str, TableFile] = {}
+        self._outbox: dict[str, OutboxEntry] = {}
+        for feed_path in sorted(self.folder.glob("*.json")):
+            file = TableFile(feed_path, FEED_FIELDS)
+            row = file.only_row("feed")
+            if row is None:
+                raise StoreError(f"{feed_path}: the state file is damaged (it names no feed)")
+            self._feeds[row["name"]] = file
+            self._index(file)
+        self._next_seq = max((entry.seq for entry in self._outbox.values()), default=0) + 1
+
+    def _check_schema(self) -> None:
+        meta = self.main["meta"]
+        row = self.main.only_row("meta")
+        if row is None:
+            if len(self.main.db.tables()) > 0:
+                raise StoreError(f"{self.path}: not a watcher state file (no schema version)")
+            meta.insert({"schema_version": SCHEMA_VERSION})
+        elif row.get("schema_version") != SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: state schema version {row.get('schema_version')} is not"
+                f" supported by this watcher (expects {SCHEMA_VERSION})"
+            )
+
+    def _index(self, file: TableFile) -> None:
+        """Keep a feed's queued deliveries in memory, for the delivery loops (no file is
+        read for them), and let go of the rest of its data: one feed in memory at a time."""
+        entries = map(OutboxEntry.from_row, file.rows("outbox"))
+        self._outbox.update((entry.id, entry) for entry in entries)
+        file.release()
+
+    def close(self) -> None:
+        self.flush()
+        for file in (*self._feeds.values(), self.main):
+            file.close()
+        if self._lock_handle is not None:
+            self._lock_handle.close()
+            self._lock_handle = None
+
+    def flush(self) -> None:
+        """Write what is kept in memory between flushes: when each feed was last polled,
+        and how each destination fared (neither decides anything)."""
+        if not self._lazy_dirty:
+            return
+        with self.main.change():
+            self.main.replace("activity", list(self._activity.values()))
+            self.main.replace("destinations", [d.to_row() for d in self._destinations.values()])
+        self._lazy_dirty = False
+
+    def release(self, feed: str) -> None:
+        """Let go of a feed's data between its polls (it is read again from its file when
+        needed): memory follows the feeds being polled, not all the feeds there are."""
+        file = self._feeds.get(feed)
+        if file is not None:
+            file.release()
+
+    @contextlib.contextmanager
+    def _changing(self, feed: str) -> Iterator[TableFile]:
+        """A change of one feed's file, written when the block ends; one at a time."""
+        if self._changing_feed is not None:
+            raise RuntimeError(
+                f"a change of feed {feed!r} inside one of {self._changing_feed!r}: each change"
+                " is written on its own"
+            )
+        file = self._feeds.get(feed) or TableFile(self.folder / feed_file_name(feed), FEED_FIELDS)
+        self._changing_feed = feed
+        try:
+            with file.change():
+                yield file
+            self._feeds.setdefault(feed, file)
+        finally:
+            self._changing_feed = None
+            file.release()
+
+    # feeds
+
+    def load(self, feed: str) -> LoadedFeed:
+        file = self._feeds.get(feed)
+        row = (file.only_row("feed") if file else None) or {}
+        seen = [SeenTalk.from_row(talk) for talk in file.rows("seen")] if file else []
+        keys = frozenset(key for talk in seen for key in talk.keys)
+        state = FeedState.from_rows(feed, row, self._activity.get(feed, {}))
+        return LoadedFeed(state, keys, len(seen))
+
+    def feed_state(self, feed: str) -> FeedState:
+        return self.load(feed).state
+
+    def commit(self, commit: FeedCommit) -> int:
+        """Record a poll of a feed: one write of its file, or none if nothing in it changed
+        (a poll that only says when it ran changes the main file, at the next flush).
+        Returns how many seen talks were forgotten."""
+        feed = commit.state.name
+        with self._changing(feed) as file:
+            row = file.only_row("feed")
+            if row is None or not FeedState.from_rows(feed, row, {}).same_file_row(commit.state):
+                file.replace("feed", [commit.state.file_row()])
+            seen = [SeenTalk.from_row(row) for row in file.rows("seen")]
+            kept, forgotten = updated_seen(seen, commit)
+            if kept != seen:
+                file.replace("seen", [talk.to_row() for talk in kept])
+            new = [d for d in commit.deliveries if d.id not in self._outbox]
+            queued = [OutboxEntry.queued(d, self._next_seq + n) for n, d in enumerate(new)]
+            if queued:
+                file["outbox"].insert_multiple([entry.to_row() for entry in queued])
+        self._outbox.update((entry.id, entry) for entry in queued)
+        self._next_seq += len(queued)
+        self._activity[feed] = commit.state.activity_row()
+        self._lazy_dirty = True
+        return forgotten
+
+    # deliveries
+
+    def pending(self, destination: str) -> list[OutboxEntry]:
+        """The destination's queue, in queue order (dead letters left out)."""
+        entries = [e for e in self._outbox.values() if e.destination == destination and not e.dead]
+        return sorted(entries, key=lambda entry: entry.seq)
+
+    def queued(self, delivery_id: str) -> OutboxEntry | None:
+        return self._outbox.get(delivery_id)
+
+    def delivered(self, delivery_id: str) -> None:
+        entry = self._outbox.get(delivery_id)
+        if entry is None:
+            return
+        with self._changing(entry.feed) as file:
+            file["outbox"].remove(Query().id == delivery_id)
+        del self._outbox[delivery_id]
+
+    def update_deliveries(self, entries: Iterable[OutboxEntry]) -> None:
+        """Write queued deliveries as changed (their ids kept): one write per feed."""
+        by_feed: dict[str, list[OutboxEntry]] = {}
+        for entry in entries:
+            if entry.id in self._outbox:
+                by_feed.setdefault(entry.feed, []).append(entry)
+        for feed, changed in by_feed.items():
+            with self._changing(feed) as file:
+                for entry in changed:
+                    file["outbox"].update(entry.to_row(), Query().id == entry.id)
+            self._outbox.update((entry.id, entry) for entry in changed)
+
+    def requeue_dead(self, destination: str | None, now: str) -> int:
+        """Put dead-lettered deliveries (of one destination, or all) back in the queue,
+        as if new, keeping their place in the order."""
+        dead = [
+            entry
+            for entry in self._outbox.values()
+            if entry.dead and destination in (None, entry.destination)
+        ]
+        self.update_deliveries(
+            dataclasses.replace(
+                entry, dead=False, attempts=0, next_attempt=None, first_failed_at=None, created=now
+            )
+            for entry in dead
+        )
+        return len(dead)
+
+    # destinations
+
+    def destination(self, name: str) -> DestinationState:
+        return self._destinations.get(name) or DestinationState(name)
+
+    def save_destination(self, state: DestinationState) -> None:
+        """Note how a destination fares; written with `flush()`, like the poll times."""
+        self._destinations[state.name] = state
+        self._lazy_dirty = True
+
+
+def updated_seen(seen: list[SeenTalk], commit: FeedCommit) -> tuple[list[SeenTalk], int]:
+    """The seen talks after a poll, and how many were forgotten: the new ones added, the
+    rekeyed ones known by more keys, and, if the feed was read, which it no longer lists
+    noted (and those absent since before `prune_before` forgotten; a talk the feed still
+    lists is never forgotten)."""
+    wanted: dict[str, set[str]] = {}
+    for known, keys in commit.rekeyed:
+        wanted.setdefault(known, set()).update(keys)
+    kept: list[SeenTalk] = []
+    forgotten = 0
+    for talk in [*seen, *commit.seen]:
+        extra = set().union(*(wanted[key] for key in talk.keys if key in wanted))
+        if extra - set(talk.keys):
+            talk = dataclasses.replace(talk, keys=tuple(sorted(set(talk.keys) | extra)))
+        if commit.present is not None:
+            listed = not commit.present.isdisjoint(talk.keys)
+            if listed and talk.absent_since is not None:
+                talk = dataclasses.replace(talk, absent_since=None)
+            elif not listed and talk.absent_since is None:
+                talk = dataclasses.replace(talk, absent_since=commit.at)
+            if talk.absent_since is not None and talk.absent_since < (commit.prune_before or ""):
+                forgotten += 1
+                continue
+        kept.append(talk)
+    return kept, forgotten

@@ -1,0 +1,106 @@
+"""A TinyDB file read once and written once per change: its data is kept in memory
+between the two, and a change of several tables is written as one atomic write,
+or, if anything raises before that write is done, not at all."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tinydb import TinyDB
+from tinydb.middlewares import Middleware
+from tinydb.table import Table
+
+from watcher.store.files import AtomicJSONStorage, Fields
+
+
+class HoldingMiddleware(Middleware):
+    """Keeps the data in memory; writes through at once, or, while holding, once at the end."""
+
+    def __init__(self) -> None:
+        super().__init__(AtomicJSONStorage)
+        self.cache: dict[str, Any] | None = None
+        self.dirty = False
+        self.holding = False
+
+    def read(self) -> dict[str, Any] | None:
+        if self.cache is None:
+            self.cache = self.storage.read()
+        return self.cache
+
+    def write(self, data: dict[str, Any]) -> None:
+        self.cache = data
+        self.dirty = True
+        if not self.holding:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.dirty and self.cache is not None:
+            self.storage.write(self.cache)
+            self.dirty = False
+
+    def close(self) -> None:
+        self.flush()
+        self.storage.close()
+
+
+class TableFile:
+    """One TinyDB file and its tables."""
+
+    def __init__(self, path: Path, required: Fields) -> None:
+        self.path = path
+        self.middleware = HoldingMiddleware()
+        self.db = TinyDB(str(path), storage=self.middleware, required=required)
+        # cache_size=0: a query cache per table per feed is memory that grows with the feeds
+        self.tables: dict[str, Table] = {
+            name: self.db.table(name, cache_size=0) for name in required
+        }
+
+    def __getitem__(self, table: str) -> Table:
+        return self.tables[table]
+
+    def only_row(self, table: str) -> dict[str, Any] | None:
+        """The row of a table of one row (its first)."""
+        row = self.tables[table].get(doc_id=1)
+        return dict(row) if isinstance(row, dict) else None
+
+    def rows(self, table: str) -> list[dict[str, Any]]:
+        return [dict(row) for row in self.tables[table].all()]
+
+    def replace(self, table: str, rows: list[dict[str, Any]]) -> None:
+        self.tables[table].truncate()
+        if rows:
+            self.tables[table].insert_multiple(rows)
+
+    @contextlib.contextmanager
+    def change(self) -> Iterator[None]:
+        """The changes made inside are written together when it ends; if it raises (the
+        write included), none of them is kept, in memory either."""
+        if self.middleware.holding:
+            raise RuntimeError(f"{self.path}: a change inside a change of the same file")
+        self.middleware.holding = True
+        try:
+            yield
+            self.middleware.holding = False
+            self.middleware.flush()
+        except BaseException:
+            self.forget()
+            raise
+        finally:
+            self.middleware.holding = False
+
+    def forget(self) -> None:
+        """Let go of the data in memory, written or not: the next read is the file's."""
+        self.middleware.cache = None
+        self.middleware.dirty = False
+        for table in self.tables.values():
+            table.clear_cache()
+
+    def release(self) -> None:
+        if not self.middleware.dirty:
+            self.middleware.cache = None
+
+    def close(self) -> None:
+        self.db.close()
