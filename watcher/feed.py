@@ -35,7 +35,8 @@ from feedparser.sanitizer import replace_doctype
 import watcher.dates  # noqa: F401 (registers feedparser's handler of the dates it misses)
 from watcher.discover import is_html_page
 from watcher.identity import distinct_talks
-from watcher.talk import Talk, clean_text, talk_from_entry
+from watcher.talk import Talk, talk_from_entry
+from watcher.text import clean_text
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from watcher.notifiers.base import (
 )
 from watcher.notifiers.text import facts
 from watcher.schema import ConfigError, Setting, boolean, duration, string_list, text, whole_number
-from watcher.talk import clean_text
+from watcher.text import clean_text
 
 SUBJECT_CHARS = 200
 
