@@ -35,15 +35,8 @@ from dataclasses import dataclass, field, replace
 from feedparser.mixin import _cp1252
 from lxml import etree
 
-from watcher.feed import (
-    ParsedFeed,
-    Refused,
-    parse_feed,
-    parse_prepared,
-    prepared,
-    refused_error,
-    unparseable_error,
-)
+from watcher.encoding import Refused, prepared
+from watcher.feed import ParsedFeed, parse_feed, parse_prepared, refused_error, unparseable_error
 from watcher.media import content_video_stand_in
 from watcher.talk import Talk, identity_from_entry, talk_from_entry
 
