@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, make_msgid
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -96,9 +96,9 @@ def _quit_quietly(smtp: smtplib.SMTP) -> None:
 
 
 class EmailNotifier:
-    TYPE = "email"
-    DEFAULT_RATE: float | None = None
-    SETTINGS: Mapping[str, Setting] = {
+    TYPE: ClassVar[str] = "email"
+    DEFAULT_RATE: ClassVar[float | None] = None
+    SETTINGS: ClassVar[Mapping[str, Setting]] = {
         "host": Setting(text, required=True),
         "port": Setting(whole_number(1, 65535), default=25),
         "starttls": Setting(boolean, default=False),
