@@ -17,6 +17,7 @@ from __future__ import annotations
 import codecs
 import re
 import xml.parsers.expat
+from typing import Any
 
 from feedparser.encodings import (
     EBCDIC_MARKER,
@@ -104,7 +105,7 @@ def _utf8(data: bytes) -> tuple[bytes, list[str]]:
     mostly = _mostly_utf8(data)
     if mostly is not None:
         return mostly
-    result: dict = {}
+    result: dict[str, Any] = {}
     try:
         _refuse_slow_codecs(data)
         document = convert_to_utf8({}, data, result)

@@ -10,8 +10,9 @@ import io
 import logging
 import re
 import xml.sax
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import feedparser
 
@@ -43,7 +44,7 @@ class ParsedFeed:
     warnings: list[str] = field(default_factory=list)
     degraded: bool = False
     entry_numbers: list[int] = field(default_factory=list)  # each talk's index in the entries
-    entries: list = field(default_factory=list, repr=False)  # feedparser's
+    entries: list[feedparser.FeedParserDict] = field(default_factory=list, repr=False)
 
 
 def parse_feed(data: bytes) -> ParsedFeed:
@@ -65,7 +66,7 @@ def parse_prepared(
     data: bytes,
     document: bytes,
     warnings: list[str],
-    read: Callable[[Mapping], Talk] = talk_from_entry,
+    read: Callable[[Mapping[str, Any]], Talk] = talk_from_entry,
 ) -> ParsedFeed:
     """`parse_feed` of a document `prepared()` has made safe (`data` is as fetched), each
     talk read out of its entry with `read`."""
@@ -103,7 +104,9 @@ def unparseable_error(exc: Exception) -> str:
 
 
 def numbered_talks(
-    entries: list, read: Callable[[Mapping], Talk] = talk_from_entry, cut_entry: int | None = None
+    entries: Sequence[Mapping[str, Any]],
+    read: Callable[[Mapping[str, Any]], Talk] = talk_from_entry,
+    cut_entry: int | None = None,
 ) -> tuple[list[tuple[int, Talk]], list[str]]:
     """The talks of feedparser's entries, each with its entry's index and a name of its
     own (see `watcher.identity`); `cut_entry` is the one a truncated document ends inside."""

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, replace
 from itertools import islice
+from typing import Any
 
 import lxml.html
 
@@ -60,11 +61,11 @@ class Talk:
     thumbnail: str | None = None
     first_lines: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> Talk:
+    def from_dict(cls, data: Mapping[str, Any]) -> Talk:
         """A talk as `to_dict` wrote it, also by an older version: a field it lacked takes
         its default, or None."""
         values = {
@@ -82,7 +83,7 @@ class Slide:
     transcript: str  # as in the page: clean_text() it before use
 
 
-def talk_from_entry(entry: Mapping) -> Talk:
+def talk_from_entry(entry: Mapping[str, Any]) -> Talk:
     """Read one talk out of a feedparser entry (parsed with `sanitize_html=False`)."""
     identity = identity_from_entry(entry)
     description, base = _description_html(entry)
@@ -107,7 +108,9 @@ def talk_from_entry(entry: Mapping) -> Talk:
     )
 
 
-def _first_lines(entry: Mapping, description: str, root: lxml.html.HtmlElement | None) -> list[str]:
+def _first_lines(
+    entry: Mapping[str, Any], description: str, root: lxml.html.HtmlElement | None
+) -> list[str]:
     """The first sentences of the first of the entry's texts that has any: a content that
     is only an image falls back to the summary (or `media:description`, which feedparser
     stores as one or the other)."""
@@ -123,7 +126,7 @@ def _first_lines(entry: Mapping, description: str, root: lxml.html.HtmlElement |
 
 
 def _thumbnail(
-    entry: Mapping, slides: list[Slide], root: lxml.html.HtmlElement | None, base: str
+    entry: Mapping[str, Any], slides: list[Slide], root: lxml.html.HtmlElement | None, base: str
 ) -> str | None:
     """The first slide's image, else the entry's `media:thumbnail` or image `media:content`,
     else the first `<img>` of the content, else an image enclosure or `itunes:image`."""
@@ -135,7 +138,7 @@ def _thumbnail(
     return next((url for value in candidates if (url := safe_url(value))), None)
 
 
-def identity_from_entry(entry: Mapping) -> Talk:
+def identity_from_entry(entry: Mapping[str, Any]) -> Talk:
     """A talk with only what names it read: GUID, title, link, video id, date. Its slides
     and first lines are left empty: reading them is most of the work, and a poll needs
     them only for a new talk."""
@@ -162,7 +165,7 @@ def identity_from_entry(entry: Mapping) -> Talk:
     )
 
 
-def _title_text(entry: Mapping) -> str:
+def _title_text(entry: Mapping[str, Any]) -> str:
     """The title as a reader sees it. A title feedparser reads as HTML (its tags or
     entities) is read as HTML when it holds only inline markup (`<span>₹</span>`,
     `<sup>2</sup>`, `&amp;`); any other tag is more likely a word of the title
@@ -205,7 +208,7 @@ def parse_timestamp(value: str) -> int:
     return seconds
 
 
-def _guid(entry: Mapping, url: str | None) -> str:
+def _guid(entry: Mapping[str, Any], url: str | None) -> str:
     """The item's guid, else its link, else a hash of its title and date. The hash is of
     the title as written (not as `_title_text` reads it) and of the date as it has always
     been written there, placeholders too: a better reading of either must not rename a
@@ -224,18 +227,18 @@ def _guid(entry: Mapping, url: str | None) -> str:
     return f"sha256:{digest[:32]}"
 
 
-def _published(entry: Mapping) -> str | None:
+def _published(entry: Mapping[str, Any]) -> str | None:
     return iso_utc(raw_get(entry, "published_parsed") or raw_get(entry, "updated_parsed"))
 
 
-def _description_html(entry: Mapping) -> tuple[str, str]:
+def _description_html(entry: Mapping[str, Any]) -> tuple[str, str]:
     """The entry's content (else its summary) as HTML, and the URL its relative URLs are
     relative to (its xml:base): feedparser is asked not to rewrite the HTML, which took
     most of its time, so the few URLs read from it are resolved here."""
     return next(_texts(entry), ("", ""))
 
 
-def _texts(entry: Mapping) -> Iterator[tuple[str, str]]:
+def _texts(entry: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     """Each non-empty content of the entry, then its summary, with its xml:base."""
     for content in entry.get("content") or []:
         value = content.get("value") if isinstance(content, Mapping) else None
@@ -246,7 +249,7 @@ def _texts(entry: Mapping) -> Iterator[tuple[str, str]]:
         yield summary, _base(raw_get(entry, "summary_detail") or {})
 
 
-def raw_get(entry: Mapping, key: str) -> object:
+def raw_get(entry: Mapping[str, Any], key: str) -> object:
     """`entry[key]` or None, without feedparser's get(), which maps one key onto another
     (`published_parsed` onto `updated_parsed`) with a warning."""
     return dict.get(entry, key) if isinstance(entry, dict) else entry.get(key)
