@@ -16,11 +16,11 @@ from watcher.skim import _as_feedparser_keeps
 
 # (module, name, what the watcher uses it for)
 INTERNALS = [
-    ("feedparser.encodings", "convert_to_utf8", "feed._utf8: feedparser's own decoding"),
-    ("feedparser.encodings", "RE_XML_DECLARATION", "feed: the declaration it rewrites"),
-    ("feedparser.encodings", "RE_XML_PI_ENCODING", "feed: the declared encoding it reads"),
-    ("feedparser.encodings", "EBCDIC_MARKER", "feed: the EBCDIC sniffing"),
-    ("feedparser.sanitizer", "replace_doctype", "feed: entity declarations refused"),
+    ("feedparser.encodings", "convert_to_utf8", "encoding._utf8: feedparser's own decoding"),
+    ("feedparser.encodings", "RE_XML_DECLARATION", "encoding: the declaration it rewrites"),
+    ("feedparser.encodings", "RE_XML_PI_ENCODING", "encoding: the declared encoding it reads"),
+    ("feedparser.encodings", "EBCDIC_MARKER", "encoding: the EBCDIC sniffing"),
+    ("feedparser.sanitizer", "replace_doctype", "encoding: entity declarations refused"),
     ("feedparser.mixin", "_cp1252", "skim._as_feedparser_keeps: its cp1252 mending"),
     ("feedparser.datetimes.rfc822", "_parse_date_rfc822", "dates: what it reads right"),
     ("feedparser.datetimes.rfc822", "timezone_names", "dates: the zones it knows"),

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import FIXTURES, seed_bytes
 from watcher.feed import ParsedFeed, parse_feed
-from watcher.talk import clean_text, first_sentences, shorten
+from watcher.text import clean_text, first_sentences, shorten
 from watcher.urls import safe_url
 
 HOSTILE_DIR = FIXTURES / "hostile"

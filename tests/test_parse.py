@@ -17,8 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import FIXTURES, SEED_FEED, watcher_command
-from watcher.feed import parse_feed, utf8_as_feedparser_would
-from watcher.talk import shorten, split_title
+from watcher.encoding import utf8_as_feedparser_would
+from watcher.feed import parse_feed
+from watcher.talk import split_title
+from watcher.text import shorten
 
 FEEDS = sorted(p for p in (FIXTURES / "feeds").iterdir() if p.suffix in (".xml", ".rdf"))
 

@@ -16,7 +16,8 @@ from watcher.notifiers.console import render as render_console
 from watcher.notifiers.email import render as render_email
 from watcher.notifiers.slack import render as render_slack
 from watcher.notifiers.webhook import render as render_webhook
-from watcher.talk import Talk, clean_text
+from watcher.talk import Talk
+from watcher.text import clean_text
 
 HOSTILE = "<!channel> & <!here> <@U123> <https://evil.example|click me>"
 

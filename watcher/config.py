@@ -139,7 +139,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
 def _substitute(value: Any, environ: Mapping[str, str], where: str) -> Any:
     if isinstance(value, str):
 
-        def lookup(match: re.Match) -> str:
+        def lookup(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in environ:
                 raise ConfigError(f"{where}: environment variable {name} is not set")
@@ -177,7 +177,7 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
     )
 
 
-def _destinations(tables: list[dict]) -> dict[str, DestinationConfig]:
+def _destinations(tables: list[Any]) -> dict[str, DestinationConfig]:
     destinations: dict[str, DestinationConfig] = {}
     for index, table in enumerate(tables):
         where = f"destinations[{index}]"
@@ -205,7 +205,7 @@ def _destinations(tables: list[dict]) -> dict[str, DestinationConfig]:
 
 
 def _feeds(
-    tables: list[dict], default_interval: float, destinations: Mapping[str, DestinationConfig]
+    tables: list[Any], default_interval: float, destinations: Mapping[str, DestinationConfig]
 ) -> tuple[FeedConfig, ...]:
     if not tables:
         raise ConfigError("feeds: at least one [[feeds]] table is required")
@@ -230,13 +230,13 @@ def _feeds(
     return tuple(feeds)
 
 
-def _table(value: Any, where: str) -> dict:
+def _table(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: expected a table")
     return value
 
 
-def _array(value: Any, where: str) -> list:
+def _array(value: Any, where: str) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):

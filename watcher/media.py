@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from watcher.urls import safe_url
@@ -63,7 +64,7 @@ def vimeo(video_id: str) -> Video:
     return Video(f"https://vimeo.com/{video_id}")
 
 
-def entry_video(entry: Mapping, content: str) -> Video | None:
+def entry_video(entry: Mapping[str, Any], content: str) -> Video | None:
     """The talk's own video (see the module docstring); `content` is the entry's HTML."""
     declared = entry.get("yt_videoid")
     if isinstance(declared, str) and YOUTUBE_ID.fullmatch(declared.strip()):
@@ -78,7 +79,7 @@ def entry_video(entry: Mapping, content: str) -> Video | None:
     return video_in_text(content)
 
 
-def own_links(entry: Mapping) -> Iterator[str]:
+def own_links(entry: Mapping[str, Any]) -> Iterator[str]:
     """The entry's link, then its other `alternate` links."""
     link = entry.get("link")
     if isinstance(link, str):
@@ -138,7 +139,7 @@ def content_video_stand_in(content: str, files: bool) -> str | None:
     return link.group() if link else None
 
 
-def playable_file(entry: Mapping) -> str | None:
+def playable_file(entry: Mapping[str, Any]) -> str | None:
     """The entry's audio or video file: an enclosure, else a `media:content`."""
     files = [*(entry.get("enclosures") or []), *(entry.get("media_content") or [])]
     for media in files:
@@ -149,7 +150,7 @@ def playable_file(entry: Mapping) -> str | None:
     return None
 
 
-def entry_pictures(entry: Mapping) -> Iterator[object]:
+def entry_pictures(entry: Mapping[str, Any]) -> Iterator[object]:
     """Candidate thumbnails the entry declares beside its content, best first:
     `media:thumbnail`, then an image `media:content`."""
     for thumbnail in entry.get("media_thumbnail") or []:
@@ -160,7 +161,7 @@ def entry_pictures(entry: Mapping) -> Iterator[object]:
             yield media.get("url")
 
 
-def enclosure_pictures(entry: Mapping) -> Iterator[object]:
+def enclosure_pictures(entry: Mapping[str, Any]) -> Iterator[object]:
     """The last resorts: an image enclosure, then the item's `itunes:image`."""
     for enclosure in entry.get("enclosures") or []:
         if isinstance(enclosure, Mapping) and _is_image(enclosure):
@@ -170,7 +171,7 @@ def enclosure_pictures(entry: Mapping) -> Iterator[object]:
         yield image.get("href") or image.get("url")
 
 
-def _media_type(media: Mapping) -> tuple[str, str]:
+def _media_type(media: Mapping[str, Any]) -> tuple[str, str]:
     kind = media.get("type")
     medium = media.get("medium")
     return (
@@ -179,11 +180,11 @@ def _media_type(media: Mapping) -> tuple[str, str]:
     )
 
 
-def _is_playable(media: Mapping) -> bool:
+def _is_playable(media: Mapping[str, Any]) -> bool:
     kind, medium = _media_type(media)
     return kind.startswith(_PLAYABLE) or medium in _PLAYABLE_MEDIUMS
 
 
-def _is_image(media: Mapping) -> bool:
+def _is_image(media: Mapping[str, Any]) -> bool:
     kind, medium = _media_type(media)
     return kind.startswith("image/") or medium == "image"

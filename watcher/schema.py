@@ -68,18 +68,18 @@ def text(value: Any, where: str) -> str:
 
 
 def http_url(value: Any, where: str) -> str:
-    value = text(value, where)
-    parts = urlsplit(value)
+    url = text(value, where)
+    parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"{where}: expected an http:// or https:// URL")
-    return value
+    return url
 
 
 def feed_source(value: Any, where: str) -> str:
     """An http(s) URL, a file:// URL or a local path."""
-    value = text(value, where)
+    source = text(value, where)
     try:
-        parts = urlsplit(value)
+        parts = urlsplit(source)
         parts.port  # noqa: B018 (raises on a bad port)
     except ValueError as exc:
         raise ConfigError(f"{where}: not a valid URL ({exc})") from None
@@ -87,7 +87,7 @@ def feed_source(value: Any, where: str) -> str:
         raise ConfigError(f"{where}: the URL has no host")
     if len(parts.scheme) > 1 and parts.scheme not in ("http", "https", "file"):
         raise ConfigError(f"{where}: expected an http(s) URL or a file path, got {parts.scheme}:")
-    return value
+    return source
 
 
 def boolean(value: Any, where: str) -> bool:
@@ -119,7 +119,7 @@ def string_list(value: Any, where: str) -> tuple[str, ...]:
 
 def one_of(*choices: str) -> Callable[[Any, str], str]:
     def check(value: Any, where: str) -> str:
-        if value not in choices:
+        if not isinstance(value, str) or value not in choices:
             raise ConfigError(f"{where}: expected one of {', '.join(choices)}, got {value!r}")
         return value
 

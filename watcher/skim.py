@@ -31,19 +31,14 @@ import re
 import xml.parsers.expat
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any
 
+import feedparser
 from feedparser.mixin import _cp1252
 from lxml import etree
 
-from watcher.feed import (
-    ParsedFeed,
-    Refused,
-    parse_feed,
-    parse_prepared,
-    prepared,
-    refused_error,
-    unparseable_error,
-)
+from watcher.encoding import Refused, prepared
+from watcher.feed import ParsedFeed, parse_feed, parse_prepared, refused_error, unparseable_error
 from watcher.media import content_video_stand_in
 from watcher.talk import Talk, identity_from_entry, talk_from_entry
 
@@ -113,7 +108,7 @@ def read_feed(data: bytes) -> FeedRead:
 
 @dataclass
 class _Document:
-    entries: list  # feedparser's entries of the light copy
+    entries: list[feedparser.FeedParserDict]  # of the light copy
     contents: list[dict[str, str]]  # per item: stand-in text → the original content's text
     numbered: list[tuple[int, Talk]]
     warnings: list[str]
@@ -270,7 +265,7 @@ def _as_feedparser_keeps(text: str) -> str:
     return output
 
 
-def _put_back(entry: dict, originals: dict[str, str]) -> bool:
+def _put_back(entry: dict[str, Any], originals: dict[str, str]) -> bool:
     """Put the content back where feedparser stored the stand-ins (an entry's value, and
     the value of its details or content); False if a token is left anywhere."""
     for key, value in list(entry.items()):
@@ -307,5 +302,6 @@ def _plain_text(element: etree._Element) -> bool:
         if attribute == "type":
             types.append(value.lower())
     if not types:  # feedparser's default type: XHTML for a body, else text or HTML
-        return etree.QName(element).localname != "body"
+        localname: str = etree.QName(element).localname
+        return localname != "body"
     return all(kind in _TEXT_TYPES or kind.startswith("text/") for kind in types)

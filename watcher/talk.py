@@ -11,67 +11,28 @@ import hashlib
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, replace
-from functools import lru_cache
 from itertools import islice
+from typing import Any
 
-import lxml.etree
 import lxml.html
 
 from watcher.dates import as_stamped_before, iso_utc
 from watcher.media import enclosure_pictures, entry_pictures, entry_video
-from watcher.urls import SURROGATES, resolve_url, safe_url
-
-FIRST_LINES_MAX = 3
-FIRST_LINE_CHARS = 300
-
-MAX_TAG_ATTRIBUTES = 64
-_BLOCK_TAGS = (
-    "p",
-    "div",
-    "br",
-    "li",
-    "tr",
-    "td",
-    "th",
-    "blockquote",
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
-    "pre",
-    "table",
-    "ul",
-    "ol",
-    "hr",
+from watcher.text import (
+    FIRST_LINES_MAX,
+    clean_text,
+    first_sentences,
+    html_root,
+    plain_text,
+    shorten,
 )
+from watcher.urls import resolve_url, safe_url
 
 # Bounded digit runs, a run matched from its start only, and a watch?-query that stops at
 # the next "/" or "?": feed text is untrusted, and each unbounded form took minutes on
 # ~100 KB of digits or of repeated "youtube.com/watch?".
 _SLIDE_HEADING = re.compile(r"Slide\s+(\d{1,6})\s*[—–-]\s*((?:\d{1,4}:)?\d{1,2}:\d{2})")
 _SLIDES_CLAIMED = re.compile(r"(?<!\d)(\d{1,6})\s++slides?\s+extracted", re.IGNORECASE)
-# A start or end tag as HTML5 tokenizes it, with at most MAX_TAG_ATTRIBUTES attributes and
-# no "<" or stray quote inside. libxml2 compares each attribute's name with all before it,
-# so one tag with 100,000 attributes (1 MB) takes minutes; a "<" that does not begin such a
-# tag becomes "&lt;", i.e. text. Every part excludes "<", so the scan is linear.
-_TAG_SPACE = "\t\n\f\r "
-_TAG_START = rf"/?[^{_TAG_SPACE}/>!?<]"
-_ATTR_VALUE = rf"""(?:"[^"<]*+(?:"|\Z)|'[^'<]*+(?:'|\Z)|[^{_TAG_SPACE}>"'<]++|\Z)"""
-_ATTRIBUTE = rf"""[^{_TAG_SPACE}/>=<"']++(?:[{_TAG_SPACE}]*+=[{_TAG_SPACE}]*+{_ATTR_VALUE})?"""
-_PLAIN_TAG = (
-    rf"""{_TAG_START}[^{_TAG_SPACE}/>=<"']*+"""
-    rf"(?:[{_TAG_SPACE}/]++(?:{_ATTRIBUTE})?){{0,{MAX_TAG_ATTRIBUTES}}}+"
-    rf"[{_TAG_SPACE}/]*+(?:>|\Z)"
-)
-_CROWDED_TAG = re.compile(rf"<(?!{_PLAIN_TAG})(?={_TAG_START})")
-# A tag that runs into the next one (`<BR <a href=…>`, `<a href="…"<img …>`): HTML5 reads
-# the second "<" as part of the first tag, libxml2 as text. The run stops at the next "<"
-# or ">" (quoted values hold neither): linear.
-_UNCLOSED_TAG = re.compile(
-    r"(<[A-Za-z](?:[^<>\"']++|\"[^\"<>]*+\"|'[^'<>]*+'){0,200}+)<(?=/?[A-Za-z])"
-)
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _INLINE_TAGS = frozenset(
     {"a", "abbr", "b", "bdi", "br", "cite", "code", "del", "em", "font", "i", "ins", "kbd"}
@@ -79,14 +40,6 @@ _INLINE_TAGS = frozenset(
 )
 _TITLE_SEPARATOR = re.compile(r"(?:^|(?<=\s))\|(?=\s|$)")
 _MARKUP = re.compile(r"<[A-Za-z/!?]")
-_BLANK = r"\s\x00-\x08\x0b\x0c\x0e-\x1f\x7f"  # what clean_text() makes one space of
-# A sentence of the cleaned text: from a kept character to a ".!?…" that a blank follows.
-_SENTENCE = re.compile(rf"[^{_BLANK}].*?(?:(?<=[.!?…])(?=[{_BLANK}])|\Z)", re.DOTALL)
-# The same, where a line break also ends one: text with no markup (YouTube's and podcasts'
-# descriptions) is written in lines.
-_LINE = re.compile(rf"[^{_BLANK}].*?(?:(?<=[.!?…])(?=[{_BLANK}])|(?=[\n\r])|\Z)", re.DOTALL)
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_NOT_XML_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")  # lxml refuses them
 
 
 @dataclass(frozen=True)
@@ -108,11 +61,11 @@ class Talk:
     thumbnail: str | None = None
     first_lines: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> Talk:
+    def from_dict(cls, data: Mapping[str, Any]) -> Talk:
         """A talk as `to_dict` wrote it, also by an older version: a field it lacked takes
         its default, or None."""
         values = {
@@ -130,11 +83,11 @@ class Slide:
     transcript: str  # as in the page: clean_text() it before use
 
 
-def talk_from_entry(entry: Mapping) -> Talk:
+def talk_from_entry(entry: Mapping[str, Any]) -> Talk:
     """Read one talk out of a feedparser entry (parsed with `sanitize_html=False`)."""
     identity = identity_from_entry(entry)
     description, base = _description_html(entry)
-    root = _html_root(description)
+    root = html_root(description)
     slides = _slides(root, base) if root is not None else []
     claimed = _claimed_slide_count(root)
     slide_count = claimed if claimed is not None else (len(slides) or None)
@@ -155,23 +108,25 @@ def talk_from_entry(entry: Mapping) -> Talk:
     )
 
 
-def _first_lines(entry: Mapping, description: str, root: lxml.html.HtmlElement | None) -> list[str]:
+def _first_lines(
+    entry: Mapping[str, Any], description: str, root: lxml.html.HtmlElement | None
+) -> list[str]:
     """The first sentences of the first of the entry's texts that has any: a content that
     is only an image falls back to the summary (or `media:description`, which feedparser
     stores as one or the other)."""
-    lines = first_sentences(_plain_text(root), lines=not _MARKUP.search(description))
+    lines = first_sentences(plain_text(root), lines=not _MARKUP.search(description))
     if lines:
         return lines
     for text, _ in _texts(entry):
         if text is not description:
-            lines = first_sentences(_plain_text(_html_root(text)), lines=not _MARKUP.search(text))
+            lines = first_sentences(plain_text(html_root(text)), lines=not _MARKUP.search(text))
             if lines:
                 return lines
     return []
 
 
 def _thumbnail(
-    entry: Mapping, slides: list[Slide], root: lxml.html.HtmlElement | None, base: str
+    entry: Mapping[str, Any], slides: list[Slide], root: lxml.html.HtmlElement | None, base: str
 ) -> str | None:
     """The first slide's image, else the entry's `media:thumbnail` or image `media:content`,
     else the first `<img>` of the content, else an image enclosure or `itunes:image`."""
@@ -183,7 +138,7 @@ def _thumbnail(
     return next((url for value in candidates if (url := safe_url(value))), None)
 
 
-def identity_from_entry(entry: Mapping) -> Talk:
+def identity_from_entry(entry: Mapping[str, Any]) -> Talk:
     """A talk with only what names it read: GUID, title, link, video id, date. Its slides
     and first lines are left empty: reading them is most of the work, and a poll needs
     them only for a new talk."""
@@ -210,7 +165,7 @@ def identity_from_entry(entry: Mapping) -> Talk:
     )
 
 
-def _title_text(entry: Mapping) -> str:
+def _title_text(entry: Mapping[str, Any]) -> str:
     """The title as a reader sees it. A title feedparser reads as HTML (its tags or
     entities) is read as HTML when it holds only inline markup (`<span>₹</span>`,
     `<sup>2</sup>`, `&amp;`); any other tag is more likely a word of the title
@@ -222,7 +177,7 @@ def _title_text(entry: Mapping) -> str:
     kind = detail.get("type") if isinstance(detail, Mapping) else None
     if kind not in _HTML_TYPES or not ("<" in title or "&" in title):
         return title
-    root = _html_root(title)
+    root = html_root(title)
     if root is None:
         return title
     tags = {element.tag for element in root.iterdescendants()}
@@ -245,38 +200,6 @@ def split_title(raw_title: str) -> tuple[str, str | None, str | None]:
     return title, speaker, event
 
 
-def clean_text(value: str) -> str:
-    """Collapse white space (line breaks included), drop control characters and lone surrogates."""
-    value = SURROGATES.sub("\ufffd", value)
-    return " ".join(_CONTROL_CHARS.sub(" ", value).split())
-
-
-def shorten(text: str, limit: int = FIRST_LINE_CHARS) -> str:
-    """Cut `text` to at most `limit` characters on a word boundary, ending with `…`."""
-    enough = _enough_text(limit).match(text)  # of a long text, clean only what the cut needs
-    text = clean_text(text[: enough.end()] if enough else text)
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    if " " in cut:
-        cut = cut[: cut.rindex(" ")]
-    return cut.rstrip(" ,;:-") + "…"
-
-
-@lru_cache(maxsize=8)
-def _enough_text(limit: int) -> re.Pattern[str]:
-    """A prefix holding `limit` + 1 characters that clean_text() keeps (so is over `limit`)."""
-    return re.compile(rf"(?:[{_BLANK}]*+[^{_BLANK}]){{{limit + 1}}}")
-
-
-def first_sentences(text: str, count: int = FIRST_LINES_MAX, lines: bool = False) -> list[str]:
-    """The first sentences of `text` as clean_text() would split them, found lazily: a 10 MB
-    description is not cleaned and split whole for three lines. With `lines`, a line break
-    ends a sentence too."""
-    pattern = _LINE if lines else _SENTENCE
-    return [shorten(match.group()) for match in islice(pattern.finditer(text), count)]
-
-
 def parse_timestamp(value: str) -> int:
     """`m:ss` or `h:mm:ss` → seconds."""
     seconds = 0
@@ -285,7 +208,7 @@ def parse_timestamp(value: str) -> int:
     return seconds
 
 
-def _guid(entry: Mapping, url: str | None) -> str:
+def _guid(entry: Mapping[str, Any], url: str | None) -> str:
     """The item's guid, else its link, else a hash of its title and date. The hash is of
     the title as written (not as `_title_text` reads it) and of the date as it has always
     been written there, placeholders too: a better reading of either must not rename a
@@ -304,18 +227,18 @@ def _guid(entry: Mapping, url: str | None) -> str:
     return f"sha256:{digest[:32]}"
 
 
-def _published(entry: Mapping) -> str | None:
+def _published(entry: Mapping[str, Any]) -> str | None:
     return iso_utc(raw_get(entry, "published_parsed") or raw_get(entry, "updated_parsed"))
 
 
-def _description_html(entry: Mapping) -> tuple[str, str]:
+def _description_html(entry: Mapping[str, Any]) -> tuple[str, str]:
     """The entry's content (else its summary) as HTML, and the URL its relative URLs are
     relative to (its xml:base): feedparser is asked not to rewrite the HTML, which took
     most of its time, so the few URLs read from it are resolved here."""
     return next(_texts(entry), ("", ""))
 
 
-def _texts(entry: Mapping) -> Iterator[tuple[str, str]]:
+def _texts(entry: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     """Each non-empty content of the entry, then its summary, with its xml:base."""
     for content in entry.get("content") or []:
         value = content.get("value") if isinstance(content, Mapping) else None
@@ -326,7 +249,7 @@ def _texts(entry: Mapping) -> Iterator[tuple[str, str]]:
         yield summary, _base(raw_get(entry, "summary_detail") or {})
 
 
-def raw_get(entry: Mapping, key: str) -> object:
+def raw_get(entry: Mapping[str, Any], key: str) -> object:
     """`entry[key]` or None, without feedparser's get(), which maps one key onto another
     (`published_parsed` onto `updated_parsed`) with a warning."""
     return dict.get(entry, key) if isinstance(entry, dict) else entry.get(key)
@@ -335,43 +258,6 @@ def raw_get(entry: Mapping, key: str) -> object:
 def _base(detail: object) -> str:
     base = detail.get("base") if isinstance(detail, Mapping) else None
     return base if isinstance(base, str) else ""
-
-
-def _html_root(markup: str) -> lxml.html.HtmlElement | None:
-    try:
-        return _fragment(markup.replace("\x00", ""))
-    except ValueError:  # a character XML does not allow: lxml refuses the whole string
-        pass
-    try:
-        return _fragment(_NOT_XML_CHARS.sub("", markup))
-    except ValueError:
-        return None
-
-
-def _fragment(markup: str) -> lxml.html.HtmlElement | None:
-    if "<" in markup:
-        markup = _UNCLOSED_TAG.sub(r"\1 ", markup)
-    if _CROWDED_TAG.search(markup):
-        markup = _CROWDED_TAG.sub("&lt;", markup)
-    if not markup.strip():
-        return None
-    try:
-        return lxml.html.fragment_fromstring(markup, create_parent="div")
-    except lxml.etree.ParserError:
-        return None
-
-
-def _plain_text(root: lxml.html.HtmlElement | None) -> str:
-    """The text a browser shows of the HTML."""
-    if root is None:
-        return ""
-    for element in list(root.iter("script", "style")):
-        if element.getparent() is not None:
-            element.drop_tree()
-    for element in root.iter(*_BLOCK_TAGS):
-        element.tail = "\n" + (element.tail or "")  # paragraphs must not run together
-    text: str = root.text_content()
-    return text
 
 
 def _claimed_slide_count(root: lxml.html.HtmlElement | None) -> int | None:

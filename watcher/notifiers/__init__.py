@@ -11,7 +11,7 @@ from watcher.notifiers.email import EmailNotifier
 from watcher.notifiers.slack import SlackNotifier
 from watcher.notifiers.webhook import WebhookNotifier
 
-NOTIFIERS: Mapping[str, Any] = {
+NOTIFIERS: Mapping[str, type[Notifier]] = {
     notifier.TYPE: notifier
     for notifier in (ConsoleNotifier, WebhookNotifier, SlackNotifier, EmailNotifier)
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from typing import Any, TextIO
+from typing import Any, ClassVar, TextIO
 
 import httpx
 
@@ -28,9 +28,9 @@ def render(delivery: Delivery) -> str:
 
 
 class ConsoleNotifier:
-    TYPE = "console"
-    DEFAULT_RATE: float | None = None
-    SETTINGS: Mapping[str, Setting] = {}
+    TYPE: ClassVar[str] = "console"
+    DEFAULT_RATE: ClassVar[float | None] = None
+    SETTINGS: ClassVar[Mapping[str, Setting]] = {}
 
     def __init__(self, name: str, settings: Mapping[str, Any], stream: TextIO | None = None):
         self.name = name

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, make_msgid
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -27,7 +27,7 @@ from watcher.notifiers.base import (
 )
 from watcher.notifiers.text import facts
 from watcher.schema import ConfigError, Setting, boolean, duration, string_list, text, whole_number
-from watcher.talk import clean_text
+from watcher.text import clean_text
 
 SUBJECT_CHARS = 200
 
@@ -96,9 +96,9 @@ def _quit_quietly(smtp: smtplib.SMTP) -> None:
 
 
 class EmailNotifier:
-    TYPE = "email"
-    DEFAULT_RATE: float | None = None
-    SETTINGS: Mapping[str, Setting] = {
+    TYPE: ClassVar[str] = "email"
+    DEFAULT_RATE: ClassVar[float | None] = None
+    SETTINGS: ClassVar[Mapping[str, Setting]] = {
         "host": Setting(text, required=True),
         "port": Setting(whole_number(1, 65535), default=25),
         "starttls": Setting(boolean, default=False),

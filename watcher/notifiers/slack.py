@@ -8,7 +8,7 @@ link, and every text is cut to Block Kit's limits so Slack never rejects it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -94,9 +94,9 @@ def fallback_text(feed: str, talk: Talk) -> str:
 
 
 class SlackNotifier:
-    TYPE = "slack"
-    DEFAULT_RATE: float | None = 1.0  # Slack allows one message per second per webhook
-    SETTINGS: Mapping[str, Setting] = {
+    TYPE: ClassVar[str] = "slack"
+    DEFAULT_RATE: ClassVar[float | None] = 1.0  # Slack allows one message per second per webhook
+    SETTINGS: ClassVar[Mapping[str, Setting]] = {
         "url": Setting(http_url, required=True, secret=True),
         "timeout": Setting(duration, default=10.0),
     }

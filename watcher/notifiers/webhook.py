@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -37,7 +37,9 @@ def signing_key(secret: str) -> bytes:
     return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
 
 
-def signed_headers(delivery_id: str, timestamp: int, body: bytes, key: bytes | None) -> dict:
+def signed_headers(
+    delivery_id: str, timestamp: int, body: bytes, key: bytes | None
+) -> dict[str, str]:
     headers = {"webhook-id": delivery_id, "webhook-timestamp": str(timestamp)}
     if key is not None:
         signed = f"{delivery_id}.{timestamp}.".encode() + body
@@ -47,9 +49,9 @@ def signed_headers(delivery_id: str, timestamp: int, body: bytes, key: bytes | N
 
 
 class WebhookNotifier:
-    TYPE = "webhook"
-    DEFAULT_RATE: float | None = None
-    SETTINGS: Mapping[str, Setting] = {
+    TYPE: ClassVar[str] = "webhook"
+    DEFAULT_RATE: ClassVar[float | None] = None
+    SETTINGS: ClassVar[Mapping[str, Setting]] = {
         "url": Setting(http_url, required=True, secret=True),
         "secret": Setting(text, secret=True),
         "timeout": Setting(duration, default=10.0),
