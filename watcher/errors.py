@@ -2,7 +2,7 @@
 
     WatcherError
      ├── ConfigError              the config is invalid: file, key and why (schema.py)
-     ├── StoreError               the state file cannot be used: which and what to do (store.py)
+     ├── StoreError               the state file cannot be used: which and what to do (store/)
      ├── FetchError               a feed could not be read this time: try again at its
      │    │                       interval, backing off (fetch.py): network, timeout, 5xx, 429
      │    └── FeedRefused         it will not be read until something changes: backed off
