@@ -77,6 +77,7 @@ class Watcher:
                 result.announced,
                 result.error,
                 result.degraded,
+                result.fetch_seconds,
             )
         )
         if result.announced:

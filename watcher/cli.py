@@ -9,6 +9,9 @@ import logging
 import os
 import sys
 from collections.abc import Iterable, Sequence
+from typing import Any
+
+import httpx
 
 from watcher import __version__
 from watcher.app import Watcher
@@ -16,12 +19,13 @@ from watcher.clock import iso, utcnow
 from watcher.config import Config, FeedConfig, config_path, load_config
 from watcher.errors import WatcherError
 from watcher.fetch import Fetched, FetchError, new_client
+from watcher.holder import holder
 from watcher.notifiers import build_notifier
 from watcher.notifiers.base import Delivery, DeliveryError
 from watcher.notifiers.console import render as render_console
 from watcher.resolve import Discovery, check_feeds, fetch_through_page
 from watcher.schema import ConfigError, redact_feed_url
-from watcher.status import collect_status, format_status
+from watcher.status import format_status, status_from_files
 from watcher.store import Store, StoreError
 from watcher.talk import Talk
 
@@ -306,13 +310,33 @@ def cmd_test_notify(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     config = _config(args)
-    report = collect_status(config, utcnow())
+    report = _read_status(config)
     if args.json:
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(format_status(report))
     return EXIT_OK
+
+
+def _read_status(config: Config) -> dict[str, Any]:
+    """Ask the daemon holding the state, if it serves its HTTP side; else read the files."""
+    running = holder(config.state)
+    if running is None:
+        return status_from_files(config, utcnow())
+    if running.address is None:
+        note = f"the daemon (pid {running.pid}) has no [watcher] listen to be asked"
+        return status_from_files(config, utcnow(), note)
+    try:
+        with httpx.Client(trust_env=False, timeout=5.0) as client:
+            answer = client.get(f"{running.address}/status.json")
+            answer.raise_for_status()
+            report: dict[str, Any] = answer.json()
+            return report
+    except (httpx.HTTPError, ValueError) as exc:
+        note = f"the daemon (pid {running.pid}) did not answer at {running.address}: {exc}"
+        log.warning("%s; reading the state files", note)
+        return status_from_files(config, utcnow(), note)
 
 
 COMMANDS = {

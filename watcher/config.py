@@ -17,6 +17,7 @@ from watcher.schema import (
     Setting,
     duration,
     feed_source,
+    listen_address,
     rate,
     read_table,
     reject_unknown,
@@ -48,6 +49,7 @@ WATCHER_SETTINGS = {
     "max_per_host": Setting(whole_number(1, 256), default=4),
     "retention": Setting(duration, default=90 * 86400.0),
     "max_backoff": Setting(duration, default=6 * 3600.0),
+    "listen": Setting(listen_address),
 }
 
 DELIVERY_SETTINGS = {
@@ -110,6 +112,7 @@ class Config:
     max_backoff: float
     feeds: tuple[FeedConfig, ...]
     destinations: Mapping[str, DestinationConfig]
+    listen: tuple[str, int] | None = None  # the daemon's HTTP side (watcher.server)
 
 
 def config_path(cli_value: str | None) -> Path:
@@ -174,6 +177,7 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
         max_backoff=base["max_backoff"],
         feeds=feeds,
         destinations=MappingProxyType(destinations),
+        listen=base["listen"],
     )
 
 

@@ -7,7 +7,8 @@ import functools
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from datetime import UTC
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -16,8 +17,14 @@ from apscheduler.triggers.interval import IntervalTrigger
 from watcher.app import Watcher
 from watcher.clock import utcnow
 from watcher.config import Config
+from watcher.events import Observers
 from watcher.fetch import new_client
+from watcher.live import HEARTBEAT_SECONDS, Live
+from watcher.metrics import Metrics
 from watcher.store import Store
+
+if TYPE_CHECKING:
+    from watcher.server import HTTPSide
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +62,18 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> int:
 
         return wrapper
 
+    http_side: HTTPSide | None = None
     try:
         async with new_client(config.timeout) as client:
-            watcher = Watcher(config, store, client, utcnow)
+            observers = Observers()
+            live = Live(config, store)
+            metrics = Metrics(live.snapshot, lambda: [feed.name for feed in live.config.feeds])
+            for feed in config.feeds:
+                metrics.start_feed(feed.name)
+            observers.subscribe(metrics.observe)
+            watcher = Watcher(config, store, client, utcnow, observers)
             scheduler = AsyncIOScheduler(timezone=UTC)
+            live.scheduled = functools.partial(_next_runs, scheduler)
             scheduler.add_listener(_missed_logger(), EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
             start = utcnow()
             for feed in config.feeds:
@@ -82,6 +97,20 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> int:
                 coalesce=True,
                 misfire_grace_time=int(ACTIVITY_FLUSH_SECONDS),
             )
+            scheduler.add_job(
+                live.beat,
+                IntervalTrigger(seconds=HEARTBEAT_SECONDS),
+                id="heartbeat",
+                name="heartbeat",
+                max_instances=1,
+                coalesce=True,
+            )
+            if config.listen:
+                from watcher.server import build_app, serve  # uvicorn: only with a listen
+
+                http_side = await serve(build_app(live, metrics), *config.listen)
+                store.announce(http_side.address)
+                log.info("serving /healthz, /metrics, /status.json and / on %s", http_side.address)
             deliveries = asyncio.create_task(watcher.deliverer.run_forever())
             scheduler.start()
             log.info("watching %d feeds; state in %s", len(config.feeds), config.state)
@@ -96,11 +125,22 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> int:
                 await asyncio.wait(pending, timeout=1.0)
             scheduler.shutdown(wait=False)
     finally:
+        if http_side is not None:
+            await http_side.stop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         store.close()
     log.info("stopped")
     return 0
+
+
+def _next_runs(scheduler: AsyncIOScheduler) -> dict[str, datetime | None]:
+    """When the schedule runs each feed's poll next."""
+    runs: dict[str, datetime | None] = {}
+    for job in scheduler.get_jobs():
+        if job.id.startswith("feed:"):
+            runs[job.id.removeprefix("feed:")] = job.next_run_time
+    return runs
 
 
 def _flusher(store: Store) -> Callable[[], Awaitable[None]]:

@@ -38,6 +38,7 @@ class PollEvent:
     new_talks: int = 0  # announced (queued for delivery)
     error: str | None = None
     degraded: bool = False
+    fetch_seconds: float | None = None  # how long its fetch took, if it fetched
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import logging
 import random
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -37,6 +38,7 @@ class PollResult:
     error: str | None = None
     announced: int = 0
     degraded: bool = False
+    fetch_seconds: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -83,22 +85,25 @@ async def poll_feed(
     if respect_backoff and (reason := backing_off(feed, state, now)):
         log.debug("feed %s: skipped: %s", feed.name, reason)
         return PollResult(feed.name, PollOutcome.SKIPPED, error=reason)
+    started = time.monotonic()
     source = await _fetch(feed, config, client, state)
+    fetch_seconds = time.monotonic() - started
     if isinstance(source, FetchError):
-        return _failed(store, feed, config, state, now, source)
+        return _failed(store, feed, config, state, now, source, fetch_seconds)
     fetched = source.fetched
     success = _success(feed, state, source, now)
     if fetched.not_modified or (
         source.same_source and fetched.sha256 == state.body_sha256 and state.baselined
     ):
-        return _unchanged(store, feed, state, success, fetched)
+        return _unchanged(store, feed, state, success, fetched, fetch_seconds)
     # Imported here: feedparser and lxml are a fifth of the start-up of a `watcher poll`
     # that gets a 304 and needs neither.
     from watcher.skim import read_feed
 
     read = await asyncio.to_thread(read_feed, fetched.body)
     if read.error:
-        return _failed(store, feed, config, state, now, not_a_feed(feed, source, read.error))
+        failure = not_a_feed(feed, source, read.error)
+        return _failed(store, feed, config, state, now, failure, fetch_seconds)
     if read.degraded:
         success = _degraded(success, state, read.warnings)
     changes = diff(read.identities, loaded.seen_keys, feed.dedup)
@@ -113,10 +118,11 @@ async def poll_feed(
     except (OSError, StoreError) as exc:  # e.g. a full disk: nothing of this poll was kept
         log.error("feed %s: cannot record this poll: %s", feed.name, exc)
         error = f"cannot record this poll: {exc}"
-        return PollResult(feed.name, PollOutcome.FAILED, error=error)
+        return PollResult(feed.name, PollOutcome.FAILED, error, fetch_seconds=fetch_seconds)
     _log_recorded(feed, config, changes, announced, baseline, forgotten)
-    announced_count = len(announced)
-    return PollResult(feed.name, PollOutcome.CHANGED, None, announced_count, read.degraded)
+    return PollResult(
+        feed.name, PollOutcome.CHANGED, None, len(announced), read.degraded, fetch_seconds
+    )
 
 
 async def _fetch(
@@ -159,7 +165,12 @@ def _success(feed: FeedConfig, state: FeedState, source: Source, now: datetime) 
 
 
 def _unchanged(
-    store: Store, feed: FeedConfig, state: FeedState, success: FeedState, fetched: Fetched
+    store: Store,
+    feed: FeedConfig,
+    state: FeedState,
+    success: FeedState,
+    fetched: Fetched,
+    fetch_seconds: float,
 ) -> PollResult:
     """A 304, or the body read last time: only the feed's state changes."""
     if state.degraded:  # as degraded as it was
@@ -174,7 +185,7 @@ def _unchanged(
     store.commit(FeedCommit(success, at=success.last_poll or ""))
     log.debug("feed %s: unchanged", feed.name)
     outcome = PollOutcome.NOT_MODIFIED if fetched.not_modified else PollOutcome.UNCHANGED
-    return PollResult(feed.name, outcome)
+    return PollResult(feed.name, outcome, fetch_seconds=fetch_seconds)
 
 
 def _to_announce(
@@ -324,7 +335,13 @@ PERMANENT_HEAD_START = 2
 
 
 def _failed(
-    store: Store, feed: FeedConfig, config: Config, state: FeedState, now: datetime, exc: FetchError
+    store: Store,
+    feed: FeedConfig,
+    config: Config,
+    state: FeedState,
+    now: datetime,
+    exc: FetchError,
+    fetch_seconds: float,
 ) -> PollResult:
     """Record a failed poll; the back-off is chosen by the error's class (watcher.errors)."""
     failures = state.failures + 1
@@ -356,4 +373,4 @@ def _failed(
         )
     else:
         log.error("feed %s: %s", feed.name, error)
-    return PollResult(feed.name, PollOutcome.FAILED, error=error)
+    return PollResult(feed.name, PollOutcome.FAILED, error, fetch_seconds=fetch_seconds)

@@ -61,6 +61,17 @@ def rate(value: Any, where: str) -> float:
     return float(match.group(1)) / _UNIT_SECONDS[match.group(2)]
 
 
+_LISTEN = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d{1,5})$")
+
+
+def listen_address(value: Any, where: str) -> tuple[str, int]:
+    """ "127.0.0.1:8765", "[::1]:8765", "localhost:0" (any free port) → (host, port)."""
+    match = _LISTEN.match(value) if isinstance(value, str) else None
+    if not match or int(match.group("port")) > 65535:
+        raise ConfigError(f'{where}: expected HOST:PORT, like "127.0.0.1:8765", got {value!r}')
+    return match.group("v6") or match.group("host"), int(match.group("port"))
+
+
 def text(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{where}: expected a non-empty string")

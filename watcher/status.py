@@ -1,23 +1,47 @@
 """`watcher status`: what the state says, per feed and per destination.
 
-It only reads the files (written atomically by the daemon), so it works while
-the daemon runs and never takes the daemon's lock. When each feed was last
-polled is written by the daemon once a minute.
+The running daemon serves it live (`/status.json`, from memory). Without one, or
+without its HTTP side, it is read from the files (written atomically, so this
+never takes the daemon's lock); there, when each feed was last polled and how
+each destination fared are as the daemon last wrote them (once a minute), and
+the report says when that was (`as_of`).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from watcher.clock import iso
 from watcher.config import Config
 from watcher.schema import redact_feed_url
-from watcher.store import DestinationState, FeedState, read_snapshot
+from watcher.store import DestinationState, FeedState, Snapshot, read_snapshot
 
 
-def collect_status(config: Config, now: datetime) -> dict[str, Any]:
+def status_from_files(config: Config, now: datetime, daemon: str | None = None) -> dict[str, Any]:
+    """The status as the files say; `daemon` says what runs (or why it was not asked)."""
     snapshot = read_snapshot(config.state)
+    try:
+        written = datetime.fromtimestamp(config.state.stat().st_mtime, UTC)
+    except FileNotFoundError:
+        written = None
+    report = collect_status(config, snapshot, now, source="files")
+    report["as_of"] = iso(written) if written else None
+    report["daemon"] = daemon or "not running"
+    return report
+
+
+def collect_status(
+    config: Config,
+    snapshot: Snapshot,
+    now: datetime,
+    *,
+    source: str = "daemon",
+    scheduled: Mapping[str, datetime | None] | None = None,
+) -> dict[str, Any]:
+    """The report: per feed and per destination. `scheduled`: when the daemon's schedule
+    runs each feed next (else it is reckoned from the last poll)."""
     feeds = []
     for feed in config.feeds:
         state = snapshot.feeds.get(feed.name) or FeedState(feed.name)
@@ -25,7 +49,7 @@ def collect_status(config: Config, now: datetime) -> dict[str, Any]:
             {
                 "name": feed.name,
                 "last_poll": state.last_poll,
-                "next_poll": _next_poll(state, feed.interval),
+                "next_poll": _next_poll(state, feed.interval, (scheduled or {}).get(feed.name)),
                 "gone": state.gone and state.gone_url == feed.url,
                 "last_success": state.last_success,
                 "last_error": state.last_error,
@@ -70,6 +94,8 @@ def collect_status(config: Config, now: datetime) -> dict[str, Any]:
     return {
         "state": str(config.state),
         "generated": now.isoformat(),
+        "source": source,
+        "as_of": now.isoformat(),
         "feeds": feeds,
         "destinations": destinations,
     }
@@ -82,8 +108,14 @@ def _discovered(state: FeedState, url: str) -> str | None:
     return redact_feed_url(state.discovered_url)
 
 
-def _next_poll(state: FeedState, interval: float) -> str | None:
-    """When the daemon polls next, about (its schedule adds a little jitter)."""
+def _next_poll(state: FeedState, interval: float, scheduled: datetime | None) -> str | None:
+    """When the daemon polls next: its schedule's next run (the first at or after the end
+    of a back-off); without the daemon, about, from the last poll."""
+    if scheduled is not None:
+        if state.retry_at and (retry_at := datetime.fromisoformat(state.retry_at)) > scheduled:
+            runs = -(-(retry_at - scheduled).total_seconds() // interval)
+            scheduled += timedelta(seconds=runs * interval)
+        return iso(scheduled)
     if not state.last_poll:
         return None
     if state.retry_at:
@@ -93,7 +125,15 @@ def _next_poll(state: FeedState, interval: float) -> str | None:
 
 
 def format_status(report: dict[str, Any]) -> str:
-    lines = [f"state: {report['state']}", "", "feeds:"]
+    lines = [f"state: {report['state']}"]
+    if report.get("source") == "daemon":
+        lines.append(f"live from the running daemon at {report['generated']}")
+    else:
+        lines.append(
+            f"read from the state files ({report.get('daemon') or 'no daemon'}); last polls and"
+            f" delivery results as written at {report.get('as_of') or 'never'}"
+        )
+    lines += ["", "feeds:"]
     for feed in report["feeds"]:
         lines.append(
             f"  {feed['name']}: {feed['talks_seen']} talks seen; last poll "

@@ -46,6 +46,10 @@ def feed_file_name(feed: str) -> str:
     return f"{readable}-{hashlib.sha256(feed.encode()).hexdigest()[:10]}.json"
 
 
+def lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
 def backup_path(path: Path) -> Path:
     return path.with_name(path.name + ".bak")
 
@@ -160,8 +164,7 @@ def sweep_temporary_files(path: Path) -> int:
 
 def acquire_lock(path: Path) -> IO[str]:
     """One writer per state: an exclusive lock on `<state>.lock`, naming its holder."""
-    lock_path = path.with_name(path.name + ".lock")
-    handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 (held for the store's life)
+    handle = open(lock_path(path), "a+", encoding="utf-8")  # noqa: SIM115 (held for the store's life)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -172,8 +175,14 @@ def acquire_lock(path: Path) -> IO[str]:
             f"{path}: the state file is in use by another watcher (pid {holder});"
             f" stop it first, or give this one another state file"
         ) from None
+    note_holder(handle)
+    return handle
+
+
+def note_holder(handle: IO[str], address: str | None = None) -> None:
+    """Write who holds the lock: this pid, and the address of its HTTP side, if any
+    (`watcher.holder` reads them)."""
     handle.seek(0)
     handle.truncate()
-    handle.write(f"{os.getpid()}\n")
+    handle.write(f"{os.getpid()}\n{address}\n" if address else f"{os.getpid()}\n")
     handle.flush()
-    return handle

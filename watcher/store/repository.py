@@ -30,6 +30,7 @@ from watcher.store.files import (
     acquire_lock,
     feed_file_name,
     feeds_folder,
+    note_holder,
     sweep_temporary_files,
 )
 from watcher.store.migrate import migrate_v1
@@ -43,6 +44,7 @@ from watcher.store.records import (
     OutboxEntry,
     SeenTalk,
 )
+from watcher.store.snapshot import Snapshot
 from watcher.store.tables import TableFile
 
 
@@ -94,12 +96,17 @@ class Store:
         self._changing_feed: str | None = None
         self._feeds: dict[str, TableFile] = {}
         self._outbox: dict[str, OutboxEntry] = {}
+        self._states: dict[str, FeedState] = {}
+        self._talks_seen: dict[str, int] = {}
         for feed_path in sorted(self.folder.glob("*.json")):
             file = TableFile(feed_path, FEED_FIELDS)
             row = file.only_row("feed")
             if row is None:
                 raise StoreError(f"{feed_path}: the state file is damaged (it names no feed)")
-            self._feeds[row["name"]] = file
+            name = row["name"]
+            self._feeds[name] = file
+            self._states[name] = FeedState.from_rows(name, row, self._activity.get(name, {}))
+            self._talks_seen[name] = len(file["seen"])
             self._index(file)
         self._next_seq = max((entry.seq for entry in self._outbox.values()), default=0) + 1
 
@@ -118,10 +125,16 @@ class Store:
 
     def _index(self, file: TableFile) -> None:
         """Keep a feed's queued deliveries in memory, for the delivery loops (no file is
-        read for them), and let go of the rest of its data: one feed in memory at a time."""
+        read for them), and let go of the rest of its data: one feed in memory at a time
+        (its state and how many talks it has seen are kept, for `snapshot()`)."""
         entries = map(OutboxEntry.from_row, file.rows("outbox"))
         self._outbox.update((entry.id, entry) for entry in entries)
         file.release()
+
+    def announce(self, address: str) -> None:
+        """Say in the lock file where this watcher serves its HTTP side."""
+        if self._lock_handle is not None:
+            note_holder(self._lock_handle, address)
 
     def close(self) -> None:
         self.flush()
@@ -170,14 +183,19 @@ class Store:
 
     def load(self, feed: str) -> LoadedFeed:
         file = self._feeds.get(feed)
-        row = (file.only_row("feed") if file else None) or {}
         seen = [SeenTalk.from_row(talk) for talk in file.rows("seen")] if file else []
         keys = frozenset(key for talk in seen for key in talk.keys)
-        state = FeedState.from_rows(feed, row, self._activity.get(feed, {}))
-        return LoadedFeed(state, keys, len(seen))
+        return LoadedFeed(self.feed_state(feed), keys, len(seen))
 
     def feed_state(self, feed: str) -> FeedState:
-        return self.load(feed).state
+        return self._states.get(feed) or FeedState(feed)
+
+    def snapshot(self) -> Snapshot:
+        """What the state says now, from memory: what the daemon serves as its status."""
+        outbox = sorted(self._outbox.values(), key=lambda entry: entry.seq)
+        return Snapshot(
+            dict(self._states), dict(self._talks_seen), outbox, dict(self._destinations)
+        )
 
     def commit(self, commit: FeedCommit) -> int:
         """Record a poll of a feed: one write of its file, or none if nothing in it changed
@@ -192,12 +210,15 @@ class Store:
             kept, forgotten = updated_seen(seen, commit)
             if kept != seen:
                 file.replace("seen", [talk.to_row() for talk in kept])
+            talks_seen = len(kept)
             new = [d for d in commit.deliveries if d.id not in self._outbox]
             queued = [OutboxEntry.queued(d, self._next_seq + n) for n, d in enumerate(new)]
             if queued:
                 file["outbox"].insert_multiple([entry.to_row() for entry in queued])
         self._outbox.update((entry.id, entry) for entry in queued)
         self._next_seq += len(queued)
+        self._states[feed] = commit.state
+        self._talks_seen[feed] = talks_seen
         self._activity[feed] = commit.state.activity_row()
         self._lazy_dirty = True
         return forgotten
