@@ -21,7 +21,13 @@ RUN useradd --system --uid 10001 --home-dir /app --no-create-home watcher \
 USER watcher
 
 VOLUME /app/data
-ENV WATCHER_CONFIG=/app/config/watcher.toml
+# Inside the container the HTTP side listens beyond the container's own loopback, so
+# that its published port reaches it (compose publishes it on the host's loopback only).
+ENV WATCHER_CONFIG=/app/config/watcher.toml \
+    WATCHER_LISTEN=0.0.0.0:8765
+EXPOSE 8765
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8765/healthz', timeout=4)"]
 
 ENTRYPOINT ["watcher"]
 CMD ["run", "--config", "/app/config/watcher.toml"]

@@ -35,6 +35,18 @@ def test_shipped_example_and_template_load():
     )
     assert template.destinations["team-slack"].settings["url"] == SLACK_URL
     assert template.feeds[0].interval == 600 and template.interval == 900
+    assert template.listen == ("127.0.0.1", 8765)
+
+
+def test_watcher_listen_in_the_environment_overrides_the_config():
+    """A container listens where its port is published; a bad value names the variable."""
+    environ = {"SLACK_WEBHOOK_URL": SLACK_URL, "WATCHER_LISTEN": "0.0.0.0:9000"}
+    assert load_config(REPO / "config" / "watcher.toml", environ=environ).listen == (
+        "0.0.0.0",
+        9000,
+    )
+    with pytest.raises(ConfigError, match=r"\$WATCHER_LISTEN: expected HOST:PORT"):
+        load_config(REPO / "config" / "watcher.toml", environ={**environ, "WATCHER_LISTEN": "x"})
 
 
 @pytest.mark.parametrize(

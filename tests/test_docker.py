@@ -357,3 +357,25 @@ def test_readme_documents_compose_and_the_same_config(
     in_repo = posixpath.relpath(config_argument(effective_command(image, service)), image.workdir)
     assert in_repo == "config/watcher.toml"
     assert in_repo in readme, f"README does not mention {in_repo}"
+
+
+def test_the_http_side_is_one_port_everywhere(
+    image: Dockerfile, service: dict[str, Any], config: dict[str, Any]
+) -> None:
+    """The template's listen, the image's EXPOSE, HEALTHCHECK and WATCHER_LISTEN, compose's
+    published port (on the host's loopback only) and the README name one port."""
+    from watcher.schema import listen_address
+
+    host, port = listen_address(config["watcher"]["listen"], "listen")
+    assert host == "127.0.0.1", "the template binds to loopback"
+    exposed = [args for keyword, args in image.instructions if keyword == "EXPOSE"]
+    assert exposed == [str(port)]
+    [check] = [args for keyword, args in image.instructions if keyword == "HEALTHCHECK"]
+    assert f"http://127.0.0.1:{port}/healthz" in check
+    inside = listen_address(image.env["WATCHER_LISTEN"], "WATCHER_LISTEN")
+    assert inside == ("0.0.0.0", port), "reachable through the published port"
+    assert listen_address(environment(service)["WATCHER_LISTEN"], "compose") == inside
+    assert service["ports"] == [f"127.0.0.1:{port}:{port}"], "published on loopback only"
+    assert container_ports(service) == published_ports(service) == {port}
+    readme = README.read_text(encoding="utf-8")
+    assert f"http://127.0.0.1:{port}" in readme and f'listen = "127.0.0.1:{port}"' in readme

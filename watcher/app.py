@@ -10,10 +10,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from watcher.config import Config, FeedConfig
+from watcher.config import Config, DeliveryPolicy, FeedConfig
 from watcher.deliver import Deliverer, DrainResult
 from watcher.events import Observers, PollEvent
 from watcher.notifiers import build_notifier
+from watcher.notifiers.base import Notifier
 from watcher.poll import PollResult, poll_feed
 from watcher.store import Store
 
@@ -41,16 +42,22 @@ class Watcher:
         self.client = client
         self.clock = clock
         self.observers = observers or Observers()
-        notifiers = {
-            name: build_notifier(name, dest.type, dest.settings)
-            for name, dest in config.destinations.items()
-        }
-        policies = {name: dest.policy for name, dest in config.destinations.items()}
+        notifiers, policies = _destinations(config)
         self.deliverer = Deliverer(
             store, notifiers, policies, client, clock, observers=self.observers
         )
         self._slots = asyncio.Semaphore(config.max_concurrency)
         self._host_slots: dict[str, asyncio.Semaphore] = {}
+
+    def reconfigure(self, config: Config) -> None:
+        """Work with this config from now on (a reload): polls started after it use it;
+        the deliverer sends to its destinations. Polls in flight end as they began."""
+        if config.max_concurrency != self.config.max_concurrency:
+            self._slots = asyncio.Semaphore(config.max_concurrency)
+        if config.max_per_host != self.config.max_per_host:
+            self._host_slots = {}
+        self.config = config
+        self.deliverer.reconfigure(*_destinations(config))
 
     async def poll(self, feed: FeedConfig, respect_backoff: bool = False) -> PollResult:
         """Poll one feed; its new talks are queued, and the delivery loops woken.
@@ -89,3 +96,11 @@ class Watcher:
 
     async def drain(self) -> DrainResult:
         return await self.deliverer.drain()
+
+
+def _destinations(config: Config) -> tuple[dict[str, Notifier], dict[str, DeliveryPolicy]]:
+    notifiers = {
+        name: build_notifier(name, dest.type, dest.settings)
+        for name, dest in config.destinations.items()
+    }
+    return notifiers, {name: dest.policy for name, dest in config.destinations.items()}

@@ -7,7 +7,9 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -104,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
         )
     )
     status.add_argument("--json", action="store_true", help="print JSON")
+    with_config(
+        commands.add_parser(
+            "reload", help="make the running daemon re-read its config (as SIGHUP does)"
+        )
+    )
     return parser
 
 
@@ -246,7 +253,59 @@ def cmd_redeliver(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"{config.path}: no destination named {args.destination!r} (destinations: {known})"
         )
-    return asyncio.run(_redeliver(config, args.destination))
+    running = holder(config.state)
+    if running is None:
+        return asyncio.run(_redeliver(config, args.destination))
+    if running.address is None:
+        log.error(
+            "%s: the daemon (pid %d) holds the state and has no [watcher] listen to be asked;"
+            " stop it, or give it one",
+            config.state,
+            running.pid,
+        )
+        return EXIT_FAILED
+    answer = _ask(running.address, "POST", "/redeliver", {"destination": args.destination})
+    log.info("the daemon re-queued %d dead-lettered deliveries", answer["requeued"])
+    return EXIT_OK
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    """Validate the config here first (a bad one is reported and not sent), then signal
+    the daemon and, if it serves its HTTP side, wait for it to say how the reload went."""
+    config = _config(args)
+    running = holder(config.state)
+    if running is None:
+        log.error("%s: no daemon holds this state; nothing to reload", config.state)
+        return EXIT_FAILED
+    before = _ask(running.address, "GET", "/healthz")["reload"] if running.address else None
+    os.kill(running.pid, signal.SIGHUP)
+    if running.address is None:
+        log.info("asked the daemon (pid %d) to reload; its log says how it went", running.pid)
+        return EXIT_OK
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        after = _ask(running.address, "GET", "/healthz")["reload"]
+        if after != before:
+            failed = after.startswith("the last reload failed")
+            (log.error if failed else log.info)("daemon (pid %d): %s", running.pid, after)
+            return EXIT_FAILED if failed else EXIT_OK
+        time.sleep(0.1)
+    log.error("the daemon (pid %d) did not say it reloaded within 10s", running.pid)
+    return EXIT_FAILED
+
+
+def _ask(address: str, method: str, path: str, body: Any = None) -> Any:
+    """A request to the daemon's HTTP side; its failure is one line (WatcherError)."""
+    try:
+        token = os.environ.get("WATCHER_ADMIN_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        with httpx.Client(trust_env=False, timeout=10.0, headers=headers) as client:
+            answer = client.request(method, f"{address}{path}", json=body)
+            if answer.status_code >= 400 and path != "/healthz":
+                raise WatcherError(f"{address}{path}: HTTP {answer.status_code}: {answer.text}")
+            return answer.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise WatcherError(f"{address}{path}: the daemon did not answer: {exc}") from None
 
 
 async def _redeliver(config: Config, destination: str | None) -> int:
@@ -346,5 +405,6 @@ COMMANDS = {
     "check-config": cmd_check_config,
     "status": cmd_status,
     "redeliver": cmd_redeliver,
+    "reload": cmd_reload,
     "test-notify": cmd_test_notify,
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tomllib
@@ -27,6 +28,7 @@ from watcher.schema import (
 )
 
 DEFAULT_PATH = "config/watcher.toml"
+LISTEN_VARIABLE = "WATCHER_LISTEN"
 DEDUP_KEYS = ("guid", "link", "video_id")
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -134,9 +136,14 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     try:
-        return _build(path, _substitute(raw, environ, ""))
+        config = _build(path, _substitute(raw, environ, ""))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    if environ.get(LISTEN_VARIABLE):
+        # A container listens beyond its own loopback, where its port is published.
+        listen = listen_address(environ[LISTEN_VARIABLE], f"${LISTEN_VARIABLE}")
+        config = dataclasses.replace(config, listen=listen)
+    return config
 
 
 def _substitute(value: Any, environ: Mapping[str, str], where: str) -> Any:

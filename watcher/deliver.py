@@ -128,17 +128,37 @@ class Deliverer:
         observers: Observers | None = None,
     ) -> None:
         self.store = store
-        self.notifiers = notifiers
-        self.policies = policies
         self.client = client
         self.clock = clock
         self.rng = rng or random.Random()
         self.observers = observers or Observers()
-        self._locks = {name: asyncio.Lock() for name in notifiers}
-        self._wake = {name: asyncio.Event() for name in notifiers}
-        self._next_slot = dict.fromkeys(notifiers, 0.0)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._wake: dict[str, asyncio.Event] = {}
+        self._next_slot: dict[str, float] = {}
         self._outages: dict[str, Outage] = {}
+        self._loops: dict[str, asyncio.Task[None]] = {}
+        self._running = False
         self._stopping = False
+        self._stopped = asyncio.Event()
+        self.reconfigure(notifiers, policies)
+
+    def reconfigure(
+        self, notifiers: Mapping[str, Notifier], policies: Mapping[str, DeliveryPolicy]
+    ) -> None:
+        """Deliver to these destinations from now on. A destination removed keeps its queue
+        in the store (its loop ends after the delivery in hand); one added gets a loop; one
+        changed is sent to as it is now from its next delivery on."""
+        self.notifiers = dict(notifiers)
+        self.policies = dict(policies)
+        for name in notifiers:
+            self._locks.setdefault(name, asyncio.Lock())
+            self._wake.setdefault(name, asyncio.Event())
+            self._next_slot.setdefault(name, 0.0)
+        for name, event in self._wake.items():
+            if name not in notifiers:
+                event.set()  # its loop sees it is gone
+        if self._running:
+            self._start_loops()
 
     async def drain(self, destinations: Iterable[str] | None = None) -> DrainResult:
         """One pass over the queue of each destination, all destinations at once."""
@@ -159,15 +179,24 @@ class Deliverer:
 
         Returns after `stop()`, once each loop has finished the delivery in hand.
         """
-        await asyncio.gather(*(self._loop(name) for name in self.notifiers))
+        self._running = True
+        self._start_loops()
+        await self._stopped.wait()
+        await asyncio.gather(*self._loops.values())
+
+    def _start_loops(self) -> None:
+        for name in self.notifiers:
+            if name not in self._loops or self._loops[name].done():
+                self._loops[name] = asyncio.create_task(self._loop(name))
 
     def stop(self) -> None:
         self._stopping = True
+        self._stopped.set()
         for event in self._wake.values():
             event.set()
 
     async def _loop(self, name: str) -> None:
-        while not self._stopping:
+        while not self._stopping and name in self.notifiers:
             self._wake[name].clear()
             try:
                 await self._drain_one(name)

@@ -30,8 +30,9 @@ class Live:
     reload_error: str | None = None
     reloaded_at: datetime | None = None
 
-    def beat(self) -> None:
-        """Called by the scheduler, every HEARTBEAT_SECONDS, as a job of its own."""
+    async def beat(self) -> None:
+        """Run by the scheduler every HEARTBEAT_SECONDS, as a job of its own, on the event
+        loop (a plain function would run in a thread): a fresh beat says both run."""
         self.last_beat = time.monotonic()
 
     def snapshot(self) -> Snapshot:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import ipaddress
 import logging
+import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -33,7 +35,12 @@ class ListenError(WatcherError):
     """The HTTP side cannot listen where the config says."""
 
 
-def build_app(live: Live, metrics: Metrics) -> Starlette:
+ADMIN_TOKEN_VARIABLE = "WATCHER_ADMIN_TOKEN"
+
+
+def build_app(
+    live: Live, metrics: Metrics, redeliver: Callable[[str | None], int] | None = None
+) -> Starlette:
     async def healthz(request: Request) -> Response:
         healthy, body = live.health()
         return JSONResponse(body, status_code=200 if healthy else 503)
@@ -52,7 +59,24 @@ def build_app(live: Live, metrics: Metrics) -> Starlette:
         }
         return HTMLResponse(render_page(live.status()), headers=headers)
 
+    async def redeliver_dead(request: Request) -> Response:
+        """Admin: re-queue dead letters (`watcher redeliver` through the daemon). Only from
+        loopback, or with the token `$WATCHER_ADMIN_TOKEN` names, if it is set."""
+        if redeliver is None or not _admin(request):
+            return JSONResponse({"error": "forbidden"}, status_code=403)
+        try:
+            body = await request.json()
+        except ValueError:
+            body = {}
+        destination = body.get("destination") if isinstance(body, dict) else None
+        known = live.config.destinations
+        if destination is not None and destination not in known:
+            error = f"no destination named {destination!r} (destinations: {', '.join(known)})"
+            return JSONResponse({"error": error}, status_code=404)
+        return JSONResponse({"requeued": redeliver(destination)})
+
     routes = [
+        Route("/redeliver", redeliver_dead, methods=["POST"]),
         Route("/healthz", healthz),
         Route("/metrics", metrics_text),
         Route("/status.json", status),
@@ -118,6 +142,15 @@ def _bind(host: str, port: int) -> socket.socket:
         raise ListenError(f"[watcher] listen {host}:{port}: cannot listen: {reason}") from None
     sock.setblocking(False)
     return sock
+
+
+def _admin(request: Request) -> bool:
+    """From loopback, or with the token (never open beyond loopback without one)."""
+    if request.client is not None and _loopback(request.client.host):
+        return True
+    token = os.environ.get(ADMIN_TOKEN_VARIABLE)
+    given = request.headers.get("authorization", "")
+    return bool(token) and hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
 
 
 def _loopback(host: str) -> bool:

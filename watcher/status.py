@@ -59,38 +59,17 @@ def collect_status(
                 "discovered_url": _discovered(state, feed.url),
             }
         )
-    destinations = []
-    for name, dest in config.destinations.items():
-        entries = [e for e in snapshot.outbox if e.destination == name]
-        live = [e for e in entries if not e.dead]
-        retrying = [e for e in live if e.attempts]
-        fared = snapshot.destinations.get(name) or DestinationState(name)
-        destinations.append(
-            {
-                "name": name,
-                "target": dest.describe(),
-                "queued": len(live),
-                "retrying": len(retrying),
-                "next_attempt": min(
-                    (e.next_attempt for e in retrying if e.next_attempt), default=None
-                ),
-                "dead_lettered": len(entries) - len(live),
-                "dead_letters": [
-                    {
-                        "id": e.id,
-                        "feed": e.feed,
-                        "title": e.talk.title,
-                        "attempts": e.attempts,
-                        "error": e.last_error,
-                        "since": e.dead_at,
-                    }
-                    for e in entries
-                    if e.dead
-                ],
-                "last_success": fared.last_success,
-                "last_error": fared.last_error,
-            }
-        )
+    destinations = [
+        _destination(name, dest.describe(), snapshot, removed=False)
+        for name, dest in config.destinations.items()
+    ]
+    kept = {entry.destination for entry in snapshot.outbox} - set(config.destinations)
+    destinations += [_destination(name, "", snapshot, removed=True) for name in sorted(kept)]
+    configured = {feed.name for feed in config.feeds}
+    leftover = [
+        {"name": name, "talks_seen": snapshot.talks_seen.get(name, 0)}
+        for name in sorted(set(snapshot.feeds) - configured)
+    ]
     return {
         "state": str(config.state),
         "generated": now.isoformat(),
@@ -98,6 +77,39 @@ def collect_status(
         "as_of": now.isoformat(),
         "feeds": feeds,
         "destinations": destinations,
+        "leftover_feeds": leftover,  # state kept of feeds no longer in the config
+    }
+
+
+def _destination(name: str, target: str, snapshot: Snapshot, removed: bool) -> dict[str, Any]:
+    """A destination's queue and results; `removed`: no longer in the config, its queue
+    kept until it comes back."""
+    entries = [e for e in snapshot.outbox if e.destination == name]
+    live = [e for e in entries if not e.dead]
+    retrying = [e for e in live if e.attempts]
+    fared = snapshot.destinations.get(name) or DestinationState(name)
+    return {
+        "name": name,
+        "target": target or "removed from the config; its queue is kept",
+        "removed": removed,
+        "queued": len(live),
+        "retrying": len(retrying),
+        "next_attempt": min((e.next_attempt for e in retrying if e.next_attempt), default=None),
+        "dead_lettered": len(entries) - len(live),
+        "dead_letters": [
+            {
+                "id": e.id,
+                "feed": e.feed,
+                "title": e.talk.title,
+                "attempts": e.attempts,
+                "error": e.last_error,
+                "since": e.dead_at,
+            }
+            for e in entries
+            if e.dead
+        ],
+        "last_success": fared.last_success,
+        "last_error": fared.last_error,
     }
 
 
@@ -153,6 +165,9 @@ def format_status(report: dict[str, Any]) -> str:
             lines.append(
                 f"    last error ({feed['consecutive_failures']} in a row): {feed['last_error']}"
             )
+    if report.get("leftover_feeds"):
+        names = ", ".join(feed["name"] for feed in report["leftover_feeds"])
+        lines.append(f"  state kept of feeds no longer in the config: {names}")
     lines += ["", "destinations:"]
     for dest in report["destinations"]:
         lines.append(
