@@ -5,6 +5,7 @@ daemon instead of needing it stopped."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -34,6 +35,12 @@ def config(*feeds: str, destinations: list[str]) -> str:
 
 def feed_table(name: str, url: str, notify: str, extra: str = "") -> str:
     return f'[[feeds]]\nname = "{name}"\nurl = "{url}"\nnotify = ["{notify}"]\n{extra}\n'
+
+
+def run_status(cwd) -> dict:
+    return json.loads(
+        watcher_command("status", "--config", "watcher.toml", "--json", cwd=cwd).stdout
+    )
 
 
 def address(tmp_path, daemon) -> str:
@@ -166,3 +173,29 @@ def test_reload_without_a_daemon_says_so(tmp_path, httpserver):
     )
     code, said = run("reload", cwd=tmp_path)
     assert code == 1 and "no daemon holds this state" in said
+
+
+def test_prune_removes_leftover_feeds_but_not_undelivered_talks(tmp_path, httpserver):
+    first, second = FeedHost(httpserver, "/a.xml"), FeedHost(httpserver, "/b.xml")
+    nowhere = f"http://127.0.0.1:{closed_port()}/down"
+    both = config(
+        feed_table("a", first.url, "down"),
+        feed_table("b", second.url, "down", "notify_existing = 1"),
+        destinations=[webhook_table("down", nowhere)],
+    )
+    write_config(tmp_path, both.replace('listen = "127.0.0.1:0"\n', ""))
+    assert run("poll", cwd=tmp_path)[0] == 0
+    write_config(
+        tmp_path,
+        config(feed_table("c", first.url, "down"), destinations=[webhook_table("down", nowhere)]),
+    )
+    report = run_status(tmp_path)
+    assert [feed["name"] for feed in report["leftover_feeds"]] == ["a", "b"]
+    code, said = run("prune", cwd=tmp_path)
+    assert code == 1 and "b (1 deliveries queued)" in said and "removed the state of feed a" in said
+    assert [feed["name"] for feed in run_status(tmp_path)["leftover_feeds"]] == ["b"]
+    code, said = run("prune", "--force", cwd=tmp_path)
+    assert code == 0 and "feed b (1 queued deliveries dropped)" in said
+    report = run_status(tmp_path)
+    assert report["leftover_feeds"] == [] and report["destinations"][0]["queued"] == 0
+    assert len(list((tmp_path / "state.json.feeds").glob("*.json"))) == 0

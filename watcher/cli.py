@@ -111,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
             "reload", help="make the running daemon re-read its config (as SIGHUP does)"
         )
     )
+    prune = with_config(
+        commands.add_parser(
+            "prune", help="remove the state of feeds no longer in the config (not while it runs)"
+        )
+    )
+    prune.add_argument(
+        "--force", action="store_true", help="also when they still have deliveries queued"
+    )
     return parser
 
 
@@ -294,6 +302,37 @@ def cmd_reload(args: argparse.Namespace) -> int:
     return EXIT_FAILED
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Remove leftover feeds' state. One with deliveries still queued is kept unless
+    `--force`: those talks were never delivered."""
+    config = _config(args)
+    store = Store(config.state)
+    try:
+        configured = {feed.name for feed in config.feeds}
+        kept = []
+        for feed in store.feeds():
+            if feed in configured:
+                continue
+            queued = [e for e in store.snapshot().outbox if e.feed == feed]
+            if queued and not args.force:
+                kept.append(f"{feed} ({len(queued)} deliveries queued)")
+                continue
+            dropped = store.remove_feed(feed)
+            log.info(
+                "removed the state of feed %s (%d queued deliveries dropped)",
+                feed,
+                dropped,
+            )
+    finally:
+        store.close()
+    if kept:
+        log.error(
+            "kept, as their talks were never delivered (--force drops them): %s", ", ".join(kept)
+        )
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def _ask(address: str, method: str, path: str, body: Any = None) -> Any:
     """A request to the daemon's HTTP side; its failure is one line (WatcherError)."""
     try:
@@ -406,5 +445,6 @@ COMMANDS = {
     "status": cmd_status,
     "redeliver": cmd_redeliver,
     "reload": cmd_reload,
+    "prune": cmd_prune,
     "test-notify": cmd_test_notify,
 }

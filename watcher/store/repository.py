@@ -28,6 +28,7 @@ from tinydb import Query
 from watcher.store.files import (
     StoreError,
     acquire_lock,
+    backup_path,
     feed_file_name,
     feeds_folder,
     note_holder,
@@ -222,6 +223,28 @@ class Store:
         self._activity[feed] = commit.state.activity_row()
         self._lazy_dirty = True
         return forgotten
+
+    def feeds(self) -> list[str]:
+        """The feeds the state holds, configured or not."""
+        return sorted(self._feeds)
+
+    def remove_feed(self, feed: str) -> int:
+        """Forget a feed: its file, its seen talks and its queued deliveries (returns how
+        many were queued: the caller decides whether losing them is wanted)."""
+        file = self._feeds.pop(feed, None)
+        if file is None:
+            return 0
+        file.close()
+        dropped = [entry.id for entry in self._outbox.values() if entry.feed == feed]
+        for delivery_id in dropped:
+            del self._outbox[delivery_id]
+        self._states.pop(feed, None)
+        self._talks_seen.pop(feed, None)
+        if self._activity.pop(feed, None) is not None:
+            self._lazy_dirty = True
+        file.path.unlink(missing_ok=True)
+        backup_path(file.path).unlink(missing_ok=True)
+        return len(dropped)
 
     # deliveries
 
