@@ -144,7 +144,8 @@ def test_the_default_is_todays_text(tmp_path, feed_host: FeedHost, webhook: Reco
 
 
 def test_an_unknown_log_format_is_a_config_error_naming_the_key(tmp_path, feed_host: FeedHost):
-    write_config(tmp_path, one_feed(feed_host.url, watcher='log_format = "xml"'))
+    hook = webhook_table("hook", "http://127.0.0.1:9/hook")
+    write_config(tmp_path, one_feed(feed_host.url, hook, watcher='log_format = "xml"'))
     result = watcher_command("check-config", "--config", "watcher.toml", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr == (
