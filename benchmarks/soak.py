@@ -51,7 +51,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from bench_poll import _git_revision, machine_info  # noqa: E402
+from bench_poll import _git_revision, _load_average, machine_info  # noqa: E402
 from servers import HOST, wait_for_port  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -416,6 +416,7 @@ def soak(args: argparse.Namespace, home: Path) -> bool:
     print(f"soak: {_git_revision()}")
     for info in machine_info(args.python):
         print(info)
+    print(f"load average at the start: {_load_average()}")
     print(
         f"feeds: {args.feeds} every {args.interval:g}s; a new talk on {args.publish_feeds} "
         f"feeds every {args.publish_every:g}s; webhook down {hook.down:g}s of every "
@@ -519,6 +520,7 @@ def summary(
         f"exit {code} on SIGTERM"
     )
     print(f"log lines by level: {dict(sorted(levels.items()))}; not JSON: {not_json}")
+    print(f"load average at the end: {_load_average()}")
     return not missing and not unexpected and code == 0 and not not_json
 
 
