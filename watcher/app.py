@@ -13,6 +13,7 @@ import httpx
 from watcher.config import Config, DeliveryPolicy, FeedConfig
 from watcher.deliver import Deliverer, DrainResult
 from watcher.events import Observers, PollEvent
+from watcher.logs import log_context
 from watcher.notifiers import build_notifier
 from watcher.notifiers.base import Notifier
 from watcher.poll import PollResult, poll_feed
@@ -67,7 +68,7 @@ class Watcher:
         host = host_key(feed.url)
         if host not in self._host_slots:
             self._host_slots[host] = asyncio.Semaphore(self.config.max_per_host)
-        async with self._host_slots[host], self._slots:
+        async with log_context(feed=feed.name), self._host_slots[host], self._slots:
             started = time.monotonic()
             try:
                 result = await poll_feed(

@@ -15,13 +15,14 @@ from typing import Any
 
 import httpx
 
-from watcher import __version__
+from watcher import __version__, logs
 from watcher.app import Watcher
 from watcher.clock import iso, utcnow
 from watcher.config import Config, FeedConfig, config_path, load_config
 from watcher.errors import WatcherError
 from watcher.fetch import Fetched, FetchError, new_client
 from watcher.holder import holder
+from watcher.logs import FORMATS
 from watcher.notifiers import build_notifier
 from watcher.notifiers.base import Delivery, DeliveryError
 from watcher.notifiers.console import render as render_console
@@ -45,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"watcher {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    parser.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        help="log lines as text (the default) or one JSON object per line;"
+        " overrides [watcher] log_format",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -56,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
         # Also after the command (`watcher run -v`); SUPPRESS keeps a `-v` given before it.
         sub.add_argument(
             "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug details"
+        )
+        sub.add_argument(
+            "--log-format", choices=FORMATS, default=argparse.SUPPRESS, help="text or json"
         )
         return sub
 
@@ -124,11 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(args.verbose, args.log_format or "text")
     for noisy in ("httpx", "httpcore", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # Its skipped and missed runs: the daemon reports them itself, once (daemon._log_missed).
@@ -142,13 +148,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return _stdout_closed()
     except (ConfigError, StoreError) as exc:
-        print(f"watcher: error: {exc}", file=sys.stderr)
+        _error(exc)
         return EXIT_USAGE
     except WatcherError as exc:  # the root: one line, never a traceback
-        print(f"watcher: error: {exc}", file=sys.stderr)
+        _error(exc)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_FAILED
+
+
+def _error(exc: WatcherError) -> None:
+    """The one line a command ends with on an error: a log line too when logs are JSON."""
+    if logs.current_format() == "json":
+        log.error("%s", exc)
+    else:
+        print(f"watcher: error: {exc}", file=sys.stderr)
 
 
 def _stdout_closed() -> int:
@@ -162,7 +176,10 @@ def _stdout_closed() -> int:
 
 
 def _config(args: argparse.Namespace) -> Config:
-    return load_config(config_path(args.config))
+    config = load_config(config_path(args.config))
+    if args.log_format is None:  # `--log-format` wins over the config
+        logs.set_format(config.log_format)
+    return config
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from watcher.logs import FORMATS
 from watcher.notifiers import NOTIFIERS
 from watcher.schema import (
     ConfigError,
@@ -19,6 +20,7 @@ from watcher.schema import (
     duration,
     feed_source,
     listen_address,
+    one_of,
     rate,
     read_table,
     reject_unknown,
@@ -52,6 +54,7 @@ WATCHER_SETTINGS = {
     "retention": Setting(duration, default=90 * 86400.0),
     "max_backoff": Setting(duration, default=6 * 3600.0),
     "listen": Setting(listen_address),
+    "log_format": Setting(one_of(*FORMATS), default="text"),
 }
 
 DELIVERY_SETTINGS = {
@@ -115,6 +118,7 @@ class Config:
     feeds: tuple[FeedConfig, ...]
     destinations: Mapping[str, DestinationConfig]
     listen: tuple[str, int] | None = None  # the daemon's HTTP side (watcher.server)
+    log_format: str = "text"
 
 
 def config_path(cli_value: str | None) -> Path:
@@ -185,6 +189,7 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
         feeds=feeds,
         destinations=MappingProxyType(destinations),
         listen=base["listen"],
+        log_format=base["log_format"],
     )
 
 

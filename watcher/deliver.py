@@ -41,6 +41,7 @@ import httpx
 from watcher.clock import iso
 from watcher.config import DeliveryPolicy
 from watcher.events import DeliveryEvent, DeliveryOutcome, Observers
+from watcher.logs import log_context
 from watcher.notifiers.base import (
     Delivery,
     Notifier,
@@ -224,7 +225,7 @@ class Deliverer:
         """One pass over the destination's queue: each due delivery in order; one that is
         not due (stepped aside) is passed over; the pass ends when the destination is down."""
         result = DrainResult()
-        async with self._locks[name]:
+        async with self._locks[name], log_context(destination=name):
             failed: list[OutboxEntry] = []  # those failed since the last one accepted
             for entry in self.store.pending(name):
                 now = self.clock()
@@ -313,8 +314,21 @@ class Deliverer:
     async def _attempt(self, name: str, entry: OutboxEntry, result: DrainResult) -> Attempt:
         """Try one delivery, and record what came of it."""
         delivery = Delivery(entry.id, entry.feed, name, entry.talk)
-        context = f"destination {name}: talk {delivery.talk.guid}"
         attempts = entry.attempts + 1
+        with log_context(
+            feed=entry.feed, destination=name, talk=delivery.talk.guid, attempt=attempts
+        ):
+            return await self._send(name, entry, delivery, attempts, result)
+
+    async def _send(
+        self,
+        name: str,
+        entry: OutboxEntry,
+        delivery: Delivery,
+        attempts: int,
+        result: DrainResult,
+    ) -> Attempt:
+        context = f"destination {name}: talk {delivery.talk.guid}"
         await self._pace(name)
         try:
             await self.notifiers[name].send(delivery, self.client)
