@@ -1,5 +1,6 @@
 """Real servers on 127.0.0.1 for the tests: a feed host with ETag, recording
-webhook/Slack endpoints, an SMTP server, and the `watcher` command as a process."""
+webhook/Slack endpoints, an SMTP server, and the `watcher` command as
+a process (with its `status --json` report read back)."""
 
 from __future__ import annotations
 
@@ -202,6 +203,30 @@ def watcher_command(
         text=True,
         timeout=timeout,
     )
+
+
+def run_status(cwd: Path, *, env: dict[str, str] | None = None) -> dict:
+    """`watcher status --config watcher.toml --json` run in `cwd` as a process: its report."""
+    result = watcher_command("status", "--config", "watcher.toml", "--json", cwd=cwd, env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def feed_status(cwd: Path, name: str | None = None, **kwargs) -> dict:
+    """The status report of the feed called `name`, or of the first feed."""
+    return _named(run_status(cwd, **kwargs)["feeds"], name)
+
+
+def destination_status(cwd: Path, name: str | None = None, **kwargs) -> dict:
+    """The status report of the destination called `name`, or of the first destination."""
+    return _named(run_status(cwd, **kwargs)["destinations"], name)
+
+
+def _named(reports: list[dict], name: str | None) -> dict:
+    if name is None:
+        return reports[0]
+    [report] = [report for report in reports if report["name"] == name]
+    return report
 
 
 class Daemon:

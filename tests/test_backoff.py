@@ -3,11 +3,10 @@ its interval after a success, and a feed that is gone (410) is left alone."""
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime
 
-from tests.conftest import watcher_command, write_config
+from tests.conftest import feed_status, run_status, watcher_command, write_config
 from watcher.config import FeedConfig
 from watcher.poll import backing_off, backoff_delay
 from watcher.store import FeedState
@@ -59,9 +58,7 @@ def test_failing_feed_backs_off_then_returns_to_its_interval(tmp_path, feed_host
     failing = len(feed_host.requests)
     # 0.3 s apart without back-off: ~14 polls; with it: 0, 0.3, 0.9, 2.1, (4.5) s.
     assert failing <= 6, failing
-    report = json.loads(
-        watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path).stdout
-    )["feeds"][0]
+    report = feed_status(tmp_path)
     # The daemon polls on while status runs: each poll it answered is one failure in a row.
     assert failing <= report["consecutive_failures"] <= len(feed_host.requests)
     assert report["last_error"] == "HTTP 503 SERVICE UNAVAILABLE"
@@ -82,9 +79,7 @@ def test_retry_after_on_a_feed_sets_its_next_poll(tmp_path, httpserver):
     before = datetime.now(UTC)
     result = watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path)
     assert result.returncode == 1 and "HTTP 429" in result.stderr
-    report = json.loads(
-        watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path).stdout
-    )["feeds"][0]
+    report = feed_status(tmp_path)
     wait = (datetime.fromisoformat(report["next_poll"]) - before).total_seconds()
     assert 3590 <= wait <= 3700
 
@@ -101,9 +96,7 @@ def test_a_gone_feed_stops_being_polled(tmp_path, httpserver, daemons):
     time.sleep(1.0)
     assert again.stop() == 0
     assert len(httpserver.log) == 1
-    report = json.loads(
-        watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path).stdout
-    )["feeds"][0]
+    report = feed_status(tmp_path)
     assert report["gone"] is True
 
 
@@ -127,9 +120,7 @@ def test_feeds_failing_together_are_not_retried_in_lock_step(tmp_path, httpserve
     )
     for _ in range(2):
         assert watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path).returncode == 1
-    report = json.loads(
-        watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path).stdout
-    )
+    report = run_status(tmp_path)
     polls = sorted(datetime.fromisoformat(feed["next_poll"]) for feed in report["feeds"])
     assert all(feed["consecutive_failures"] == 2 for feed in report["feeds"])
     assert (polls[-1] - polls[0]).total_seconds() > 2, polls
@@ -153,9 +144,7 @@ def test_a_feed_that_will_fail_the_same_way_backs_off_harder(tmp_path, httpserve
         '[[destinations]]\nname = "screen"\ntype = "console"\n',
     )
     assert watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path).returncode == 1
-    report = json.loads(
-        watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path).stdout
-    )
+    report = run_status(tmp_path)
     waits = {
         feed["name"]: (
             datetime.fromisoformat(feed["next_poll"]) - datetime.fromisoformat(feed["last_poll"])

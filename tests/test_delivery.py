@@ -20,6 +20,8 @@ from tests.conftest import (
     SEED_FEED,
     Recorder,
     add_talk,
+    destination_status,
+    feed_status,
     one_feed,
     watcher_command,
     webhook_table,
@@ -31,11 +33,6 @@ def poll(tmp_path, **env):
     result = watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     return result
-
-
-def status(tmp_path) -> dict:
-    result = watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path)
-    return {d["name"]: d for d in json.loads(result.stdout)["destinations"]}
 
 
 def video_ids(recorder: Recorder) -> list[str]:
@@ -73,7 +70,7 @@ def test_retry_after_is_honoured(tmp_path, feed_host, webhook):
     webhook.statuses, webhook.retry_after = [429], "120"
     before = datetime.now(UTC)
     poll(tmp_path)
-    hook = status(tmp_path)["hook"]
+    hook = destination_status(tmp_path, "hook")
     assert hook["queued"] == 1 and hook["last_error"].startswith("HTTP 429")
     wait = (datetime.fromisoformat(hook["next_attempt"]) - before).total_seconds()
     assert 119 <= wait <= 130
@@ -90,7 +87,7 @@ def test_max_attempts_dead_letters_then_redeliver_sends_it(tmp_path, feed_host, 
     )
     webhook.statuses = [500]
     poll(tmp_path)
-    hook = status(tmp_path)["hook"]
+    hook = destination_status(tmp_path, "hook")
     assert hook["dead_lettered"] == 1 and hook["queued"] == 0
     assert hook["dead_letters"][0]["error"].startswith("gave up after 1 attempts: HTTP 500")
     text = watcher_command("status", "--config", "watcher.toml", cwd=tmp_path).stdout
@@ -99,7 +96,7 @@ def test_max_attempts_dead_letters_then_redeliver_sends_it(tmp_path, feed_host, 
     result = watcher_command("redeliver", "hook", "--config", "watcher.toml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert video_ids(webhook) == ["toO9j5NKg0c"]
-    assert status(tmp_path)["hook"]["dead_lettered"] == 0
+    assert destination_status(tmp_path, "hook")["dead_lettered"] == 0
 
 
 def test_deliveries_follow_publication_order(tmp_path, feed_host, webhook):
@@ -192,8 +189,7 @@ def test_talks_long_gone_are_forgotten_but_present_ones_never(tmp_path, feed_hos
     feed_host.set_body(seed.replace(items[1], "").encode() + b"\n")
     result = poll(tmp_path)
     assert "forgot 1 talks" in result.stderr
-    report = watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path)
-    assert json.loads(report.stdout)["feeds"][0]["talks_seen"] == 2
+    assert feed_status(tmp_path)["talks_seen"] == 2
     assert webhook.received == []
 
 

@@ -14,7 +14,7 @@ import pytest
 import trustme
 from aiosmtpd.controller import Controller
 
-from tests.conftest import Inbox, free_port, watcher_command, write_config
+from tests.conftest import Inbox, destination_status, free_port, watcher_command, write_config
 
 
 class RawServer:
@@ -82,8 +82,7 @@ notify_existing = 1
 
 def poll_and_status(tmp_path, env=None):
     result = watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path, env=env, timeout=60)
-    report = watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path)
-    return result, json.loads(report.stdout)["destinations"][0]
+    return result, destination_status(tmp_path)
 
 
 @pytest.mark.parametrize(

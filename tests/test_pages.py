@@ -15,6 +15,7 @@ from tests.conftest import (
     FeedHost,
     Recorder,
     add_talk,
+    feed_status,
     seed_bytes,
     watcher_command,
     write_config,
@@ -77,12 +78,6 @@ url = "{hook.url}"
 
 def poll(cwd, *args):
     return watcher_command("poll", "--config", "watcher.toml", *args, cwd=cwd)
-
-
-def feed_status(cwd) -> dict:
-    result = watcher_command("status", "--config", "watcher.toml", "--json", cwd=cwd)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)["feeds"][0]
 
 
 def test_poll_reads_the_feed_a_page_advertises_then_only_that_feed(tmp_path, httpserver):

@@ -22,6 +22,8 @@ from tests.conftest import (
     FeedHost,
     Inbox,
     add_talk,
+    destination_status,
+    feed_status,
     free_port,
     one_feed,
     watcher_command,
@@ -36,12 +38,6 @@ def run(tmp_path, *args, env=None, timeout=60):
     return watcher_command(
         *args, "--config", "watcher.toml", cwd=tmp_path, env=env, timeout=timeout
     )
-
-
-def destinations(tmp_path, env=None) -> dict:
-    result = run(tmp_path, "status", "--json", env=env)
-    assert result.returncode == 0, result.stderr
-    return {d["name"]: d for d in json.loads(result.stdout)["destinations"]}
 
 
 class Failing:
@@ -70,7 +66,7 @@ def test_give_up_after_dead_letters_a_delivery_failing_that_long(tmp_path, feed_
     first = run(tmp_path, "poll")
     assert first.returncode == 0, first.stderr
     assert hook.posts == 2, "two failures in a row: the destination is down, probed again"
-    state = destinations(tmp_path)["hook"]
+    state = destination_status(tmp_path, "hook")
     assert state["queued"] == 2 and state["dead_lettered"] == 0
 
     # The probe is due a couple of seconds later; poll until a poll has tried again.
@@ -80,7 +76,7 @@ def test_give_up_after_dead_letters_a_delivery_failing_that_long(tmp_path, feed_
         outputs.append(run(tmp_path, "poll"))
         assert outputs[-1].returncode == 0, outputs[-1].stderr
     assert hook.posts == 4, f"never retried: {[o.stderr for o in outputs]}"
-    state = destinations(tmp_path)["hook"]
+    state = destination_status(tmp_path, "hook")
     assert state["dead_lettered"] == 2 and state["queued"] == 0, state
     errors = [letter["error"] for letter in state["dead_letters"]]
     assert all(e.startswith("gave up after 2 attempts: HTTP 500") for e in errors), errors
@@ -115,12 +111,12 @@ def test_redeliver_exits_1_when_a_delivery_still_fails(tmp_path, feed_host, http
         ),
     )
     assert run(tmp_path, "poll").returncode == 0
-    assert destinations(tmp_path)["hook"]["dead_lettered"] == 1
+    assert destination_status(tmp_path, "hook")["dead_lettered"] == 1
     result = run(tmp_path, "redeliver", "hook")
     assert hook.posts == 2, "redeliver sent it again"
     assert result.returncode == 1, result.stderr
     assert "delivered 0; 1 failed" in result.stderr
-    state = destinations(tmp_path)["hook"]
+    state = destination_status(tmp_path, "hook")
     assert state["dead_lettered"] + state["queued"] == 1
 
 
@@ -172,7 +168,7 @@ def test_a_gone_feed_is_polled_again_once_its_url_changes(tmp_path, httpserver, 
     again.wait_for(lambda: "feed talks: first poll" in again.stderr, "a poll of the new url")
     assert again.stop() == 0
     assert len(new.requests) >= 1
-    report = json.loads(run(tmp_path, "status", "--json").stdout)["feeds"][0]
+    report = feed_status(tmp_path)
     assert report["gone"] is False and report["last_error"] is None
 
 
@@ -315,4 +311,4 @@ timeout = "5s"
     assert inbox.logins == [(b"watcher", b"s3cret-pass", True)]
     assert len(inbox.messages) == 1
     assert inbox.messages[0]["Subject"].startswith("New talk: ")
-    assert destinations(tmp_path, env)["mail"]["queued"] == 0
+    assert destination_status(tmp_path, "mail", env=env)["queued"] == 0

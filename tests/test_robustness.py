@@ -20,6 +20,8 @@ from tests.conftest import (
     Inbox,
     Recorder,
     add_talk,
+    destination_status,
+    feed_status,
     free_port,
     watcher_command,
     write_config,
@@ -51,11 +53,6 @@ def poll(tmp_path, *args):
     return watcher_command("poll", "--config", "watcher.toml", *args, cwd=tmp_path)
 
 
-def destinations(tmp_path) -> dict:
-    report = watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path)
-    return {d["name"]: d for d in json.loads(report.stdout)["destinations"]}
-
-
 def test_a_redirecting_webhook_is_never_taken_for_a_delivery(tmp_path, feed_host, httpserver):
     landing = Recorder(httpserver, "/landing")
     httpserver.expect_request("/moved", method="POST").respond_with_data(
@@ -70,7 +67,7 @@ def test_a_redirecting_webhook_is_never_taken_for_a_delivery(tmp_path, feed_host
     )
     result = poll(tmp_path)
     assert result.returncode == 0
-    state = destinations(tmp_path)["hook"]
+    state = destination_status(tmp_path, "hook")
     assert state["dead_lettered"] == 1
     assert "HTTP 302 redirect" in state["last_error"] and landing.received == []
     assert [entry[0].path for entry in httpserver.log] == ["/feed.xml", "/moved"]
@@ -167,7 +164,7 @@ to = ["t@example.com"]
         result = poll(tmp_path)
         assert result.returncode == 0, result.stderr
         assert len(inbox.messages) == 1
-        assert destinations(tmp_path)["mail"]["queued"] == 0
+        assert destination_status(tmp_path, "mail")["queued"] == 0
     finally:
         controller.stop()
 
@@ -318,7 +315,7 @@ def test_sigterm_lets_a_delivery_in_flight_finish(tmp_path, feed_host, daemons):
         daemon.wait_for(received.is_set, "the delivery to start")
         assert daemon.stop() == 0
         assert "delivered" in daemon.stderr and "Traceback" not in daemon.stderr
-        assert destinations(tmp_path)["slow"]["queued"] == 0
+        assert destination_status(tmp_path, "slow")["queued"] == 0
     finally:
         server.stop()
 
@@ -407,5 +404,4 @@ def test_a_304_poll_writes_no_feed_file(tmp_path, feed_host, webhook):
 
 
 def _last_poll(tmp_path) -> str:
-    report = watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path)
-    return json.loads(report.stdout)["feeds"][0]["last_poll"]
+    return feed_status(tmp_path)["last_poll"]
