@@ -1,9 +1,10 @@
 """Real servers on 127.0.0.1 for the tests: a feed host with ETag, recording
-webhook/Slack endpoints, an SMTP server, and the `watcher` command as
-a process (with its `status --json` report read back)."""
+webhook/Slack endpoints, an SMTP server, a raw TCP server, and the `watcher` command
+as a process (with its `status --json` report read back)."""
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import hashlib
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
@@ -163,6 +165,61 @@ def smtp_server():
     controller.start()
     yield inbox
     controller.stop()
+
+
+RawHandler = Callable[[socket.socket, threading.Event], None]
+
+
+class RawServer:
+    """A TCP server on 127.0.0.1, one thread per connection: it reads a request's head,
+    then lets `handler(conn, stopped)` write whatever it likes (or nothing) to the socket.
+    The client hanging up is what such tests are about: OSErrors are swallowed."""
+
+    def __init__(self, handler: RawHandler) -> None:
+        self.handler = handler
+        self.stopped = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def url(self, path: str = "/feed.xml") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError), conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = conn.recv(4096)
+                if not data:
+                    return
+                head += data
+            self.handler(conn, self.stopped)
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.listener.close()
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Callable[[RawHandler], RawServer]]:
+    """`raw_server(handler)` starts a RawServer; all are closed after the test."""
+    servers: list[RawServer] = []
+
+    def start(handler: RawHandler) -> RawServer:
+        servers.append(RawServer(handler))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
 
 
 def free_port() -> int:
