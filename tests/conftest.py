@@ -37,6 +37,18 @@ def httpserver_listen_address():
     return ("127.0.0.1", 0)
 
 
+@pytest.fixture
+def threaded_httpserver() -> Iterator[HTTPServer]:
+    """A second HTTP server, on its own port, answering each request in its own thread:
+    a handler that takes its time holds up no other request (`httpserver` answers one at
+    a time)."""
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
+
+
 def seed_bytes() -> bytes:
     return SEED_FEED.read_bytes()
 

@@ -12,7 +12,6 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from pytest_httpserver import HTTPServer
 from standardwebhooks.webhooks import Webhook
 from werkzeug import Response
 
@@ -217,9 +216,10 @@ def test_state_file_keeps_its_previous_version_to_recover_from(tmp_path, feed_ho
     assert not list(tmp_path.glob(".state.json.tmp-*"))
 
 
-def test_a_slow_destination_never_holds_up_another(tmp_path, feed_host, daemons):
-    slow_server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    slow_server.start()
+def test_a_slow_destination_never_holds_up_another(
+    tmp_path, feed_host, daemons, threaded_httpserver
+):
+    slow_server = threaded_httpserver
     arrivals: dict[str, float] = {}
     released = threading.Event()
 
@@ -259,7 +259,6 @@ def test_a_slow_destination_never_holds_up_another(tmp_path, feed_host, daemons)
         assert daemon.stop() == 0
     finally:
         released.set()
-        slow_server.stop()
 
 
 def test_items_sharing_one_link_are_still_told_apart(tmp_path, httpserver, webhook):

@@ -12,7 +12,6 @@ from datetime import timedelta
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
-from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
 from tests.conftest import (
@@ -293,9 +292,10 @@ def test_another_state_files_temporary_files_are_left_alone(tmp_path, feed_host,
     assert other.exists()
 
 
-def test_sigterm_lets_a_delivery_in_flight_finish(tmp_path, feed_host, daemons):
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
+def test_sigterm_lets_a_delivery_in_flight_finish(
+    tmp_path, feed_host, daemons, threaded_httpserver
+):
+    server = threaded_httpserver
     received = threading.Event()
 
     def slow(request):
@@ -304,20 +304,15 @@ def test_sigterm_lets_a_delivery_in_flight_finish(tmp_path, feed_host, daemons):
         return Response("ok")
 
     server.expect_request("/slow", method="POST").respond_with_handler(slow)
-    try:
-        write_config(
-            tmp_path,
-            config(
-                feed_host.url, hook("slow", server.url_for("/slow")), feed="notify_existing = 1"
-            ),
-        )
-        daemon = daemons(tmp_path, "--config", "watcher.toml")
-        daemon.wait_for(received.is_set, "the delivery to start")
-        assert daemon.stop() == 0
-        assert "delivered" in daemon.stderr and "Traceback" not in daemon.stderr
-        assert destination_status(tmp_path, "slow")["queued"] == 0
-    finally:
-        server.stop()
+    write_config(
+        tmp_path,
+        config(feed_host.url, hook("slow", server.url_for("/slow")), feed="notify_existing = 1"),
+    )
+    daemon = daemons(tmp_path, "--config", "watcher.toml")
+    daemon.wait_for(received.is_set, "the delivery to start")
+    assert daemon.stop() == 0
+    assert "delivered" in daemon.stderr and "Traceback" not in daemon.stderr
+    assert destination_status(tmp_path, "slow")["queued"] == 0
 
 
 def _config_in(tmp_path, feed_host, webhook):
