@@ -240,16 +240,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def one_feed(feed_url: str, *destinations: str, watcher: str = "", feed: str = "") -> str:
-    """A config of one feed, `talks`, and these destination tables."""
+def one_feed(
+    feed_url: str,
+    *destinations: str,
+    watcher: str = "",
+    feed: str = "",
+    state: str = "state.json",
+) -> str:
+    """A config of one feed, `talks`, and these destination tables; `watcher` and `feed`
+    are more lines for the [watcher] and [[feeds]] tables."""
     return (
-        f'[watcher]\nstate = "state.json"\n{watcher}\n'
+        f'[watcher]\nstate = "{state}"\n{watcher}\n'
         f'[[feeds]]\nname = "talks"\nurl = "{feed_url}"\n{feed}\n' + "\n".join(destinations)
     )
 
 
 def webhook_table(name: str, url: str, extra: str = "") -> str:
     return f'[[destinations]]\nname = "{name}"\ntype = "webhook"\nurl = "{url}"\n{extra}\n'
+
+
+def console_table(name: str = "screen") -> str:
+    return f'[[destinations]]\nname = "{name}"\ntype = "console"\n'
 
 
 def write_config(directory: Path, body: str) -> Path:

@@ -6,26 +6,21 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from tests.conftest import feed_status, run_status, watcher_command, write_config
+from tests.conftest import (
+    console_table,
+    feed_status,
+    one_feed,
+    run_status,
+    watcher_command,
+    write_config,
+)
 from watcher.config import FeedConfig
 from watcher.poll import backing_off, backoff_delay
 from watcher.store import FeedState
 
 
 def daemon_config(feed_url: str, interval: str = "0.3s") -> str:
-    return f"""
-[watcher]
-state = "state.json"
-interval = "{interval}"
-
-[[feeds]]
-name = "talks"
-url = "{feed_url}"
-
-[[destinations]]
-name = "screen"
-type = "console"
-"""
+    return one_feed(feed_url, console_table(), watcher=f'interval = "{interval}"')
 
 
 def test_backoff_delay_doubles_to_the_cap_and_honours_retry_after():

@@ -13,7 +13,14 @@ import pytest
 import trustme
 from aiosmtpd.controller import Controller
 
-from tests.conftest import Inbox, destination_status, free_port, watcher_command, write_config
+from tests.conftest import (
+    Inbox,
+    destination_status,
+    free_port,
+    one_feed,
+    watcher_command,
+    write_config,
+)
 
 
 def reset(conn: socket.socket, stopped: threading.Event) -> None:
@@ -35,17 +42,7 @@ MISBEHAVIOURS = {"reset": reset, "hang": hang, "endless": endless}
 
 
 def config(feed_url: str, destination: str) -> str:
-    return f"""
-[watcher]
-state = "state.json"
-
-[[feeds]]
-name = "talks"
-url = "{feed_url}"
-notify_existing = 1
-
-{destination}
-"""
+    return one_feed(feed_url, destination, feed="notify_existing = 1")
 
 
 def poll_and_status(tmp_path, env=None):

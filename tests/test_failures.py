@@ -17,8 +17,10 @@ from tests.conftest import (
     add_talk,
     destination_status,
     free_port,
+    one_feed,
     run_status,
     watcher_command,
+    webhook_table,
     write_config,
 )
 from watcher.app import Watcher
@@ -169,17 +171,7 @@ def test_rejected_delivery_is_dead_lettered_not_lost(tmp_path, httpserver):
 
 
 def test_smtp_server_down_is_retried_later(tmp_path, feed_host, webhook):
-    write_config(
-        tmp_path,
-        f"""
-[watcher]
-state = "state.json"
-
-[[feeds]]
-name = "talks"
-url = "{feed_host.url}"
-notify_existing = 1
-
+    mail_table = f"""
 [[destinations]]
 name = "mail"
 type = "email"
@@ -187,12 +179,15 @@ host = "127.0.0.1"
 port = {free_port()}
 from = "w@example.com"
 to = ["t@example.com"]
-
-[[destinations]]
-name = "hook"
-type = "webhook"
-url = "{webhook.url}"
-""",
+"""
+    write_config(
+        tmp_path,
+        one_feed(
+            feed_host.url,
+            mail_table,
+            webhook_table("hook", webhook.url),
+            feed="notify_existing = 1",
+        ),
     )
     result = poll(tmp_path)
     assert result.returncode == 0, result.stderr

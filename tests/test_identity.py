@@ -8,7 +8,16 @@ import re
 
 import pytest
 
-from tests.conftest import FeedHost, Recorder, add_talk, feed_status, watcher_command, write_config
+from tests.conftest import (
+    FeedHost,
+    Recorder,
+    add_talk,
+    feed_status,
+    one_feed,
+    watcher_command,
+    webhook_table,
+    write_config,
+)
 from tests.store_helpers import record
 from watcher.store import Store
 
@@ -17,19 +26,7 @@ NEW = ("NeWtAlK0001", "A new talk | Someone | Somewhere", "Wed, 10 Jun 2026 00:0
 
 
 def config(feed: FeedHost, hook: Recorder) -> str:
-    return f"""
-[watcher]
-state = "state.json"
-
-[[feeds]]
-name = "talks"
-url = "{feed.url}"
-
-[[destinations]]
-name = "hook"
-type = "webhook"
-url = "{hook.url}"
-"""
+    return one_feed(feed.url, webhook_table("hook", hook.url))
 
 
 def poll(tmp_path):

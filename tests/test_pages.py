@@ -16,8 +16,10 @@ from tests.conftest import (
     Recorder,
     add_talk,
     feed_status,
+    one_feed,
     seed_bytes,
     watcher_command,
+    webhook_table,
     write_config,
 )
 
@@ -60,20 +62,12 @@ class Page:
 
 
 def config(url: str, hook: Recorder, notify_existing: int = 0) -> str:
-    return f"""
-[watcher]
-state = "state/watcher.json"
-
-[[feeds]]
-name = "talks"
-url = "{url}"
-notify_existing = {notify_existing}
-
-[[destinations]]
-name = "hook"
-type = "webhook"
-url = "{hook.url}"
-"""
+    return one_feed(
+        url,
+        webhook_table("hook", hook.url),
+        feed=f"notify_existing = {notify_existing}",
+        state="state/watcher.json",
+    )
 
 
 def poll(cwd, *args):

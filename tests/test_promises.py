@@ -22,6 +22,7 @@ from tests.conftest import (
     FeedHost,
     Inbox,
     add_talk,
+    console_table,
     destination_status,
     feed_status,
     free_port,
@@ -130,7 +131,7 @@ def test_a_permanent_redirect_of_a_feed_is_a_hint_to_update_the_config(tmp_path,
     )
     write_config(
         tmp_path,
-        one_feed(httpserver.url_for("/old.xml"), '[[destinations]]\nname = "s"\ntype = "console"'),
+        one_feed(httpserver.url_for("/old.xml"), console_table("s")),
     )
     result = run(tmp_path, "poll")
     assert result.returncode == 0, result.stderr
@@ -143,9 +144,7 @@ def test_a_permanent_redirect_of_a_feed_is_a_hint_to_update_the_config(tmp_path,
 
     write_config(
         tmp_path,
-        one_feed(
-            httpserver.url_for("/elsewhere.xml"), '[[destinations]]\nname = "s"\ntype = "console"'
-        ),
+        one_feed(httpserver.url_for("/elsewhere.xml"), console_table("s")),
     )
     result = run(tmp_path, "poll")
     assert result.returncode == 0, result.stderr
@@ -155,7 +154,7 @@ def test_a_permanent_redirect_of_a_feed_is_a_hint_to_update_the_config(tmp_path,
 
 def test_a_gone_feed_is_polled_again_once_its_url_changes(tmp_path, httpserver, daemons):
     httpserver.expect_request("/gone.xml").respond_with_data("gone", status=410)
-    console = '[[destinations]]\nname = "screen"\ntype = "console"'
+    console = console_table()
     interval = 'interval = "0.3s"'
     write_config(tmp_path, one_feed(httpserver.url_for("/gone.xml"), console, watcher=interval))
     daemon = daemons(tmp_path, "--config", "watcher.toml")
@@ -216,9 +215,7 @@ def state_files(directory) -> dict:
 
 
 def test_a_state_file_from_a_future_schema_is_refused_and_left_untouched(tmp_path, feed_host):
-    write_config(
-        tmp_path, one_feed(feed_host.url, '[[destinations]]\nname = "s"\ntype = "console"')
-    )
+    write_config(tmp_path, one_feed(feed_host.url, console_table("s")))
     assert run(tmp_path, "poll").returncode == 0
     state = tmp_path / "state.json"
     document = json.loads(state.read_text())

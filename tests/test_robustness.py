@@ -25,6 +25,8 @@ from tests.conftest import (
     watcher_command,
     write_config,
 )
+from tests.conftest import one_feed as config
+from tests.conftest import webhook_table as hook
 from tests.store_helpers import delivery, queue, record
 from watcher.app import Watcher
 from watcher.clock import iso, utcnow
@@ -35,17 +37,6 @@ from watcher.notifiers.webhook import WebhookNotifier
 from watcher.store import AtomicJSONStorage, Store
 
 NEW = ("RoBuSt00001", "Robust | Someone | Conf", "Sat, 13 Jun 2026 00:00:00 +0000")
-
-
-def config(feed_url: str, *destinations: str, feed: str = "") -> str:
-    return (
-        f'[watcher]\nstate = "state.json"\n\n[[feeds]]\nname = "talks"\nurl = "{feed_url}"\n'
-        f"{feed}\n" + "\n".join(destinations)
-    )
-
-
-def hook(name: str, url: str, extra: str = "") -> str:
-    return f'[[destinations]]\nname = "{name}"\ntype = "webhook"\nurl = "{url}"\n{extra}\n'
 
 
 def poll(tmp_path, *args):
