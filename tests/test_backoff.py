@@ -18,6 +18,8 @@ from watcher.config import FeedConfig
 from watcher.poll import backing_off, backoff_delay
 from watcher.store import FeedState
 
+SKIPPED_GONE = "feed talks: skipped: gone (HTTP 410)"  # logged with -v, each run it is not polled
+
 
 def daemon_config(feed_url: str, interval: str = "0.3s") -> str:
     return one_feed(feed_url, console_table(), watcher=f'interval = "{interval}"')
@@ -82,13 +84,13 @@ def test_retry_after_on_a_feed_sets_its_next_poll(tmp_path, httpserver):
 def test_a_gone_feed_stops_being_polled(tmp_path, httpserver, daemons):
     httpserver.expect_request("/gone.xml").respond_with_data("gone", status=410)
     write_config(tmp_path, daemon_config(httpserver.url_for("/gone.xml")))
-    daemon = daemons(tmp_path, "--config", "watcher.toml")
+    daemon = daemons(tmp_path, "-v", "--config", "watcher.toml")
     daemon.wait_for(lambda: "the feed is gone" in daemon.stderr, "the 410")
-    time.sleep(1.5)
+    daemon.wait_for(lambda: daemon.stderr.count(SKIPPED_GONE) >= 5, "five runs skipped")
     assert daemon.stop() == 0
     assert len(httpserver.log) == 1
-    again = daemons(tmp_path, "--config", "watcher.toml")
-    time.sleep(1.0)
+    again = daemons(tmp_path, "-v", "--config", "watcher.toml")
+    again.wait_for(lambda: again.stderr.count(SKIPPED_GONE) >= 3, "three runs skipped")
     assert again.stop() == 0
     assert len(httpserver.log) == 1
     report = feed_status(tmp_path)

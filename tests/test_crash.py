@@ -64,8 +64,9 @@ def test_random_kills_lose_nothing_and_repeat_only_in_flight(
     assert final.stop() == 0
     counts_after_stop = (len(flaky.received), len(steady.received))
 
+    polled = len(feed_host.requests)
     quiet = daemons(tmp_path, "--config", "watcher.toml")
-    _sleep_while_running(quiet, 2.0)
+    quiet.wait_for(lambda: len(feed_host.requests) >= polled + 5, "five polls with nothing new")
     assert quiet.stop() == 0
     assert (len(flaky.received), len(steady.received)) == counts_after_stop, "nothing after"
 
