@@ -1,8 +1,10 @@
 """Real servers on 127.0.0.1 for the tests: a feed host with ETag, recording
-webhook/Slack endpoints, an SMTP server, and the `watcher` command as a process."""
+webhook/Slack endpoints, an SMTP server, a raw TCP server, and the `watcher` command
+as a process (with its `status --json` report read back)."""
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import hashlib
@@ -15,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
@@ -32,6 +35,18 @@ REPO = Path(__file__).parent.parent
 @pytest.fixture(scope="session")
 def httpserver_listen_address():
     return ("127.0.0.1", 0)
+
+
+@pytest.fixture
+def threaded_httpserver() -> Iterator[HTTPServer]:
+    """A second HTTP server, on its own port, answering each request in its own thread:
+    a handler that takes its time holds up no other request (`httpserver` answers one at
+    a time)."""
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
 
 
 def seed_bytes() -> bytes:
@@ -164,22 +179,88 @@ def smtp_server():
     controller.stop()
 
 
+RawHandler = Callable[[socket.socket, threading.Event], None]
+
+
+class RawServer:
+    """A TCP server on 127.0.0.1, one thread per connection: it reads a request's head,
+    then lets `handler(conn, stopped)` write whatever it likes (or nothing) to the socket.
+    The client hanging up is what such tests are about: OSErrors are swallowed."""
+
+    def __init__(self, handler: RawHandler) -> None:
+        self.handler = handler
+        self.stopped = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def url(self, path: str = "/feed.xml") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError), conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = conn.recv(4096)
+                if not data:
+                    return
+                head += data
+            self.handler(conn, self.stopped)
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.listener.close()
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Callable[[RawHandler], RawServer]]:
+    """`raw_server(handler)` starts a RawServer; all are closed after the test."""
+    servers: list[RawServer] = []
+
+    def start(handler: RawHandler) -> RawServer:
+        servers.append(RawServer(handler))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def one_feed(feed_url: str, *destinations: str, watcher: str = "", feed: str = "") -> str:
-    """A config of one feed, `talks`, and these destination tables."""
+def one_feed(
+    feed_url: str,
+    *destinations: str,
+    watcher: str = "",
+    feed: str = "",
+    state: str = "state.json",
+) -> str:
+    """A config of one feed, `talks`, and these destination tables; `watcher` and `feed`
+    are more lines for the [watcher] and [[feeds]] tables."""
     return (
-        f'[watcher]\nstate = "state.json"\n{watcher}\n'
+        f'[watcher]\nstate = "{state}"\n{watcher}\n'
         f'[[feeds]]\nname = "talks"\nurl = "{feed_url}"\n{feed}\n' + "\n".join(destinations)
     )
 
 
 def webhook_table(name: str, url: str, extra: str = "") -> str:
     return f'[[destinations]]\nname = "{name}"\ntype = "webhook"\nurl = "{url}"\n{extra}\n'
+
+
+def console_table(name: str = "screen") -> str:
+    return f'[[destinations]]\nname = "{name}"\ntype = "console"\n'
 
 
 def write_config(directory: Path, body: str) -> Path:
@@ -202,6 +283,30 @@ def watcher_command(
         text=True,
         timeout=timeout,
     )
+
+
+def run_status(cwd: Path, *, env: dict[str, str] | None = None) -> dict:
+    """`watcher status --config watcher.toml --json` run in `cwd` as a process: its report."""
+    result = watcher_command("status", "--config", "watcher.toml", "--json", cwd=cwd, env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def feed_status(cwd: Path, name: str | None = None, **kwargs) -> dict:
+    """The status report of the feed called `name`, or of the first feed."""
+    return _named(run_status(cwd, **kwargs)["feeds"], name)
+
+
+def destination_status(cwd: Path, name: str | None = None, **kwargs) -> dict:
+    """The status report of the destination called `name`, or of the first destination."""
+    return _named(run_status(cwd, **kwargs)["destinations"], name)
+
+
+def _named(reports: list[dict], name: str | None) -> dict:
+    if name is None:
+        return reports[0]
+    [report] = [report for report in reports if report["name"] == name]
+    return report
 
 
 class Daemon:

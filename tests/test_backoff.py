@@ -3,30 +3,26 @@ its interval after a success, and a feed that is gone (410) is left alone."""
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime
 
-from tests.conftest import watcher_command, write_config
+from tests.conftest import (
+    console_table,
+    feed_status,
+    one_feed,
+    run_status,
+    watcher_command,
+    write_config,
+)
 from watcher.config import FeedConfig
 from watcher.poll import backing_off, backoff_delay
 from watcher.store import FeedState
 
+SKIPPED_GONE = "feed talks: skipped: gone (HTTP 410)"  # logged with -v, each run it is not polled
+
 
 def daemon_config(feed_url: str, interval: str = "0.3s") -> str:
-    return f"""
-[watcher]
-state = "state.json"
-interval = "{interval}"
-
-[[feeds]]
-name = "talks"
-url = "{feed_url}"
-
-[[destinations]]
-name = "screen"
-type = "console"
-"""
+    return one_feed(feed_url, console_table(), watcher=f'interval = "{interval}"')
 
 
 def test_backoff_delay_doubles_to_the_cap_and_honours_retry_after():
@@ -59,9 +55,7 @@ def test_failing_feed_backs_off_then_returns_to_its_interval(tmp_path, feed_host
     failing = len(feed_host.requests)
     # 0.3 s apart without back-off: ~14 polls; with it: 0, 0.3, 0.9, 2.1, (4.5) s.
     assert failing <= 6, failing
-    report = json.loads(
-        watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path).stdout
-    )["feeds"][0]
+    report = feed_status(tmp_path)
     # The daemon polls on while status runs: each poll it answered is one failure in a row.
     assert failing <= report["consecutive_failures"] <= len(feed_host.requests)
     assert report["last_error"] == "HTTP 503 SERVICE UNAVAILABLE"
@@ -82,9 +76,7 @@ def test_retry_after_on_a_feed_sets_its_next_poll(tmp_path, httpserver):
     before = datetime.now(UTC)
     result = watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path)
     assert result.returncode == 1 and "HTTP 429" in result.stderr
-    report = json.loads(
-        watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path).stdout
-    )["feeds"][0]
+    report = feed_status(tmp_path)
     wait = (datetime.fromisoformat(report["next_poll"]) - before).total_seconds()
     assert 3590 <= wait <= 3700
 
@@ -92,18 +84,16 @@ def test_retry_after_on_a_feed_sets_its_next_poll(tmp_path, httpserver):
 def test_a_gone_feed_stops_being_polled(tmp_path, httpserver, daemons):
     httpserver.expect_request("/gone.xml").respond_with_data("gone", status=410)
     write_config(tmp_path, daemon_config(httpserver.url_for("/gone.xml")))
-    daemon = daemons(tmp_path, "--config", "watcher.toml")
+    daemon = daemons(tmp_path, "-v", "--config", "watcher.toml")
     daemon.wait_for(lambda: "the feed is gone" in daemon.stderr, "the 410")
-    time.sleep(1.5)
+    daemon.wait_for(lambda: daemon.stderr.count(SKIPPED_GONE) >= 5, "five runs skipped")
     assert daemon.stop() == 0
     assert len(httpserver.log) == 1
-    again = daemons(tmp_path, "--config", "watcher.toml")
-    time.sleep(1.0)
+    again = daemons(tmp_path, "-v", "--config", "watcher.toml")
+    again.wait_for(lambda: again.stderr.count(SKIPPED_GONE) >= 3, "three runs skipped")
     assert again.stop() == 0
     assert len(httpserver.log) == 1
-    report = json.loads(
-        watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path).stdout
-    )["feeds"][0]
+    report = feed_status(tmp_path)
     assert report["gone"] is True
 
 
@@ -127,9 +117,7 @@ def test_feeds_failing_together_are_not_retried_in_lock_step(tmp_path, httpserve
     )
     for _ in range(2):
         assert watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path).returncode == 1
-    report = json.loads(
-        watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path).stdout
-    )
+    report = run_status(tmp_path)
     polls = sorted(datetime.fromisoformat(feed["next_poll"]) for feed in report["feeds"])
     assert all(feed["consecutive_failures"] == 2 for feed in report["feeds"])
     assert (polls[-1] - polls[0]).total_seconds() > 2, polls
@@ -153,9 +141,7 @@ def test_a_feed_that_will_fail_the_same_way_backs_off_harder(tmp_path, httpserve
         '[[destinations]]\nname = "screen"\ntype = "console"\n',
     )
     assert watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path).returncode == 1
-    report = json.loads(
-        watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path).stdout
-    )
+    report = run_status(tmp_path)
     waits = {
         feed["name"]: (
             datetime.fromisoformat(feed["next_poll"]) - datetime.fromisoformat(feed["last_poll"])

@@ -60,15 +60,6 @@ class SlowHost:
                 self.in_flight -= 1
 
 
-@pytest.fixture
-def slow_server():
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
-
-
 def config_for(slow: SlowHost, fast: list[FeedHost], max_concurrency: int) -> str:
     feeds = [(f"slow-{i}", slow.url(i)) for i in range(SLOW_FEEDS)]  # first: first in line
     feeds += [(f"fast-{i}", host.url) for i, host in enumerate(fast)]
@@ -94,11 +85,11 @@ type = "console"
     ],
 )
 def test_a_slow_host_gets_max_per_host_polls_and_holds_up_no_other_host(
-    tmp_path, httpserver, slow_server, max_concurrency
+    tmp_path, httpserver, threaded_httpserver, max_concurrency
 ):
     fast = [FeedHost(httpserver, f"/fast/{i}.xml") for i in range(FAST_FEEDS)]
-    slow = SlowHost(slow_server, fast)
-    assert httpserver.port != slow_server.port
+    slow = SlowHost(threaded_httpserver, fast)
+    assert httpserver.port != threaded_httpserver.port
     write_config(tmp_path, config_for(slow, fast, max_concurrency))
 
     result = watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path)

@@ -7,7 +7,7 @@ import random
 import time
 from collections import Counter
 
-from tests.conftest import Recorder, add_talk, write_config
+from tests.conftest import Recorder, add_talk, one_feed, webhook_table, write_config
 from watcher.store import read_snapshot
 
 ROUNDS = 15
@@ -22,25 +22,13 @@ def test_random_kills_lose_nothing_and_repeat_only_in_flight(
     flaky.retry_after = "1"
     write_config(
         tmp_path,
-        f"""
-[watcher]
-state = "state/watcher.json"
-interval = "0.3s"
-
-[[feeds]]
-name = "talks"
-url = "{feed_host.url}"
-
-[[destinations]]
-name = "flaky"
-type = "webhook"
-url = "{flaky.url}"
-
-[[destinations]]
-name = "steady"
-type = "webhook"
-url = "{steady.url}"
-""",
+        one_feed(
+            feed_host.url,
+            webhook_table("flaky", flaky.url),
+            webhook_table("steady", steady.url),
+            watcher='interval = "0.3s"',
+            state="state/watcher.json",
+        ),
     )
     first = daemons(tmp_path, "--config", "watcher.toml")
     first.wait_for(lambda: "first poll" in first.stderr, "the baseline")
@@ -76,8 +64,9 @@ url = "{steady.url}"
     assert final.stop() == 0
     counts_after_stop = (len(flaky.received), len(steady.received))
 
+    polled = len(feed_host.requests)
     quiet = daemons(tmp_path, "--config", "watcher.toml")
-    _sleep_while_running(quiet, 2.0)
+    quiet.wait_for(lambda: len(feed_host.requests) >= polled + 5, "five polls with nothing new")
     assert quiet.stop() == 0
     assert (len(flaky.received), len(steady.received)) == counts_after_stop, "nothing after"
 

@@ -9,7 +9,16 @@ import time
 import pytest
 from werkzeug import Response
 
-from tests.conftest import REPO, SEED_FEED, add_talk, watcher_command, write_config
+from tests.conftest import (
+    REPO,
+    SEED_FEED,
+    add_talk,
+    console_table,
+    one_feed,
+    watcher_command,
+    webhook_table,
+    write_config,
+)
 
 
 def test_shipped_example_announces_on_the_console_then_stays_quiet(tmp_path, daemons):
@@ -31,20 +40,12 @@ def test_daemon_announces_a_talk_that_appears_and_exits_cleanly(
 ):
     write_config(
         tmp_path,
-        f"""
-[watcher]
-state = "state/watcher.json"
-interval = "1s"
-
-[[feeds]]
-name = "talks"
-url = "{feed_host.url}"
-
-[[destinations]]
-name = "hook"
-type = "webhook"
-url = "{webhook.url}"
-""",
+        one_feed(
+            feed_host.url,
+            webhook_table("hook", webhook.url),
+            watcher='interval = "1s"',
+            state="state/watcher.json",
+        ),
     )
     daemon = daemons(tmp_path, "--config", "watcher.toml")
     daemon.wait_for(lambda: "first poll" in daemon.stderr, "the baseline")
@@ -65,15 +66,7 @@ url = "{webhook.url}"
 def test_second_instance_on_the_same_state_refuses_to_start(tmp_path, daemons, feed_host, webhook):
     write_config(
         tmp_path,
-        f"""
-[watcher]
-state = "state/watcher.json"
-
-[[feeds]]
-name = "talks"
-url = "{feed_host.url}"
-"""
-        + f'\n[[destinations]]\nname = "hook"\ntype = "webhook"\nurl = "{webhook.url}"\n',
+        one_feed(feed_host.url, webhook_table("hook", webhook.url), state="state/watcher.json"),
     )
     daemon = daemons(tmp_path, "--config", "watcher.toml")
     daemon.wait_for(lambda: "first poll" in daemon.stderr, "the baseline")
@@ -95,21 +88,7 @@ url = "{feed_host.url}"
 def test_a_damaged_state_file_is_never_taken_for_an_empty_one(
     tmp_path, feed_host, content, problem
 ):
-    write_config(
-        tmp_path,
-        f"""
-[watcher]
-state = "watcher.json"
-
-[[feeds]]
-name = "talks"
-url = "{feed_host.url}"
-
-[[destinations]]
-name = "screen"
-type = "console"
-""",
-    )
+    write_config(tmp_path, one_feed(feed_host.url, console_table(), state="watcher.json"))
     (tmp_path / "watcher.json").write_bytes(content)
     result = watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path)
     assert result.returncode == 2

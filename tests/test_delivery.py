@@ -12,7 +12,6 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from pytest_httpserver import HTTPServer
 from standardwebhooks.webhooks import Webhook
 from werkzeug import Response
 
@@ -20,6 +19,8 @@ from tests.conftest import (
     SEED_FEED,
     Recorder,
     add_talk,
+    destination_status,
+    feed_status,
     one_feed,
     watcher_command,
     webhook_table,
@@ -31,11 +32,6 @@ def poll(tmp_path, **env):
     result = watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     return result
-
-
-def status(tmp_path) -> dict:
-    result = watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path)
-    return {d["name"]: d for d in json.loads(result.stdout)["destinations"]}
 
 
 def video_ids(recorder: Recorder) -> list[str]:
@@ -73,7 +69,7 @@ def test_retry_after_is_honoured(tmp_path, feed_host, webhook):
     webhook.statuses, webhook.retry_after = [429], "120"
     before = datetime.now(UTC)
     poll(tmp_path)
-    hook = status(tmp_path)["hook"]
+    hook = destination_status(tmp_path, "hook")
     assert hook["queued"] == 1 and hook["last_error"].startswith("HTTP 429")
     wait = (datetime.fromisoformat(hook["next_attempt"]) - before).total_seconds()
     assert 119 <= wait <= 130
@@ -90,7 +86,7 @@ def test_max_attempts_dead_letters_then_redeliver_sends_it(tmp_path, feed_host, 
     )
     webhook.statuses = [500]
     poll(tmp_path)
-    hook = status(tmp_path)["hook"]
+    hook = destination_status(tmp_path, "hook")
     assert hook["dead_lettered"] == 1 and hook["queued"] == 0
     assert hook["dead_letters"][0]["error"].startswith("gave up after 1 attempts: HTTP 500")
     text = watcher_command("status", "--config", "watcher.toml", cwd=tmp_path).stdout
@@ -99,7 +95,7 @@ def test_max_attempts_dead_letters_then_redeliver_sends_it(tmp_path, feed_host, 
     result = watcher_command("redeliver", "hook", "--config", "watcher.toml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert video_ids(webhook) == ["toO9j5NKg0c"]
-    assert status(tmp_path)["hook"]["dead_lettered"] == 0
+    assert destination_status(tmp_path, "hook")["dead_lettered"] == 0
 
 
 def test_deliveries_follow_publication_order(tmp_path, feed_host, webhook):
@@ -192,8 +188,7 @@ def test_talks_long_gone_are_forgotten_but_present_ones_never(tmp_path, feed_hos
     feed_host.set_body(seed.replace(items[1], "").encode() + b"\n")
     result = poll(tmp_path)
     assert "forgot 1 talks" in result.stderr
-    report = watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path)
-    assert json.loads(report.stdout)["feeds"][0]["talks_seen"] == 2
+    assert feed_status(tmp_path)["talks_seen"] == 2
     assert webhook.received == []
 
 
@@ -221,9 +216,10 @@ def test_state_file_keeps_its_previous_version_to_recover_from(tmp_path, feed_ho
     assert not list(tmp_path.glob(".state.json.tmp-*"))
 
 
-def test_a_slow_destination_never_holds_up_another(tmp_path, feed_host, daemons):
-    slow_server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    slow_server.start()
+def test_a_slow_destination_never_holds_up_another(
+    tmp_path, feed_host, daemons, threaded_httpserver
+):
+    slow_server = threaded_httpserver
     arrivals: dict[str, float] = {}
     released = threading.Event()
 
@@ -263,7 +259,6 @@ def test_a_slow_destination_never_holds_up_another(tmp_path, feed_host, daemons)
         assert daemon.stop() == 0
     finally:
         released.set()
-        slow_server.stop()
 
 
 def test_items_sharing_one_link_are_still_told_apart(tmp_path, httpserver, webhook):

@@ -25,7 +25,7 @@ import pytest
 from werkzeug import Response
 
 from tests.conftest import SEED_FEED, seed_bytes, watcher_command
-from tests.test_fetch_limits import CAP, failure, get, raw_server, zeros_gzip  # noqa: F401
+from tests.test_fetch_limits import CAP, failure, get, zeros_gzip
 from tests.test_skim import assert_reads_as_full
 from watcher.feed import ParsedFeed, parse_feed
 from watcher.skim import read_feed
@@ -213,7 +213,7 @@ def test_a_gzipped_feed_file_is_read(tmp_path):
 
 
 @pytest.mark.parametrize("where", ["http", "file"])
-def test_a_gzip_bomb_without_content_encoding_stops_at_the_cap(raw_server, tmp_path, where):  # noqa: F811
+def test_a_gzip_bomb_without_content_encoding_stops_at_the_cap(raw_server, tmp_path, where):
     bomb = zeros_gzip(512)  # 530 KB, under the cap, inflating to 512 MiB
 
     def serve(conn: socket.socket, stopped: threading.Event) -> None:

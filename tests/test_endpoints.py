@@ -3,7 +3,6 @@ off, recorded as a retryable failure, and never leaks the destination's secret U
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 import ssl
@@ -14,76 +13,41 @@ import pytest
 import trustme
 from aiosmtpd.controller import Controller
 
-from tests.conftest import Inbox, free_port, watcher_command, write_config
+from tests.conftest import (
+    Inbox,
+    destination_status,
+    free_port,
+    one_feed,
+    watcher_command,
+    write_config,
+)
 
 
-class RawServer:
-    """A TCP server on 127.0.0.1 that misbehaves as told, one thread per connection."""
-
-    def __init__(self, behaviour: str) -> None:
-        self.behaviour = behaviour
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.stopped = threading.Event()
-        self.connections = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn: socket.socket) -> None:
-        with contextlib.suppress(OSError), conn:
-            conn.recv(65536)
-            if self.behaviour == "reset":
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            elif self.behaviour == "hang":
-                self.stopped.wait(30)
-            elif self.behaviour == "endless":
-                conn.sendall(b"HTTP/1.1 500 Broken\r\nTransfer-Encoding: chunked\r\n\r\n")
-                chunk = b"x" * 65536
-                while not self.stopped.is_set():
-                    conn.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.sock.close()
+def reset(conn: socket.socket, stopped: threading.Event) -> None:
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
-@pytest.fixture
-def raw_server():
-    servers: list[RawServer] = []
-    yield lambda behaviour: servers.append(RawServer(behaviour)) or servers[-1]
-    for server in servers:
-        server.stop()
+def hang(conn: socket.socket, stopped: threading.Event) -> None:
+    stopped.wait(30)
+
+
+def endless(conn: socket.socket, stopped: threading.Event) -> None:
+    conn.sendall(b"HTTP/1.1 500 Broken\r\nTransfer-Encoding: chunked\r\n\r\n")
+    chunk = b"x" * 65536
+    while not stopped.is_set():
+        conn.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+
+
+MISBEHAVIOURS = {"reset": reset, "hang": hang, "endless": endless}
 
 
 def config(feed_url: str, destination: str) -> str:
-    return f"""
-[watcher]
-state = "state.json"
-
-[[feeds]]
-name = "talks"
-url = "{feed_url}"
-notify_existing = 1
-
-{destination}
-"""
+    return one_feed(feed_url, destination, feed="notify_existing = 1")
 
 
 def poll_and_status(tmp_path, env=None):
     result = watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path, env=env, timeout=60)
-    report = watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path)
-    return result, json.loads(report.stdout)["destinations"][0]
+    return result, destination_status(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -93,7 +57,7 @@ def poll_and_status(tmp_path, env=None):
 def test_misbehaving_slack_endpoint_is_cut_off_and_retried(
     tmp_path, feed_host, raw_server, behaviour, error
 ):
-    server = raw_server(behaviour)
+    server = raw_server(MISBEHAVIOURS[behaviour])
     secret_path = "/services/T0SECRET/B0SECRET/tokentokentoken"
     write_config(
         tmp_path,

@@ -5,14 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import threading
 import time
 from datetime import timedelta
 
 from werkzeug import Response
 
-from tests.conftest import FeedHost, Recorder, add_talk, free_port, watcher_command, write_config
+from tests.conftest import (
+    FeedHost,
+    Recorder,
+    add_talk,
+    destination_status,
+    free_port,
+    one_feed,
+    run_status,
+    watcher_command,
+    webhook_table,
+    write_config,
+)
 from watcher.app import Watcher
 from watcher.clock import utcnow
 from watcher.config import load_config
@@ -54,12 +64,6 @@ def poll(tmp_path, *extra):
     return watcher_command("poll", "--config", "watcher.toml", *extra, cwd=tmp_path)
 
 
-def status(tmp_path) -> dict:
-    result = watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
 def test_broken_feeds_fail_alone_with_a_one_line_reason(tmp_path, httpserver):
     good = FeedHost(httpserver, "/good.xml")
     html = FeedHost(httpserver, "/html.xml")
@@ -81,7 +85,7 @@ def test_broken_feeds_fail_alone_with_a_one_line_reason(tmp_path, httpserver):
     html.status = 503
     result = poll(tmp_path, "--feed", "broken")
     assert result.returncode == 1 and "feed broken: HTTP 503" in result.stderr
-    feeds = {f["name"]: f for f in status(tmp_path)["feeds"]}
+    feeds = {f["name"]: f for f in run_status(tmp_path)["feeds"]}
     assert feeds["broken"]["consecutive_failures"] == 2
     assert feeds["broken"]["last_error"].startswith("HTTP 503")
     assert feeds["good"]["last_error"] is None and feeds["good"]["talks_seen"] == 4
@@ -125,7 +129,7 @@ def test_failing_destination_keeps_its_delivery_and_others_get_theirs(tmp_path, 
     assert result.returncode == 0, result.stderr
     assert "destination hook" in result.stderr and "HTTP 500" in result.stderr
     assert hook.received == [] and len(other.received) == 1
-    destinations = {d["name"]: d for d in status(tmp_path)["destinations"]}
+    destinations = {d["name"]: d for d in run_status(tmp_path)["destinations"]}
     assert destinations["hook"]["queued"] == 1 and destinations["hook"]["retrying"] == 1
     assert destinations["other"]["queued"] == 0
 
@@ -147,7 +151,7 @@ def test_failing_destination_keeps_its_delivery_and_others_get_theirs(tmp_path, 
     assert [p["talk"]["video_id"] for p in hook.received] == [NEW[0]]
     assert hook.headers[0]["Webhook-Id"] == hook.received[0]["id"] != other.received[0]["id"]
     assert len(other.received) == 1
-    assert status(tmp_path)["destinations"][0]["queued"] == 0
+    assert run_status(tmp_path)["destinations"][0]["queued"] == 0
 
 
 def test_rejected_delivery_is_dead_lettered_not_lost(tmp_path, httpserver):
@@ -161,23 +165,13 @@ def test_rejected_delivery_is_dead_lettered_not_lost(tmp_path, httpserver):
     result = poll(tmp_path)
     assert result.returncode == 0
     assert "rejected, dead-lettered: HTTP 400 BAD REQUEST: nope" in result.stderr
-    destinations = {d["name"]: d for d in status(tmp_path)["destinations"]}
+    destinations = {d["name"]: d for d in run_status(tmp_path)["destinations"]}
     assert destinations["hook"]["dead_lettered"] == 1 and destinations["hook"]["queued"] == 0
     assert len(other.received) == 1
 
 
 def test_smtp_server_down_is_retried_later(tmp_path, feed_host, webhook):
-    write_config(
-        tmp_path,
-        f"""
-[watcher]
-state = "state.json"
-
-[[feeds]]
-name = "talks"
-url = "{feed_host.url}"
-notify_existing = 1
-
+    mail_table = f"""
 [[destinations]]
 name = "mail"
 type = "email"
@@ -185,18 +179,21 @@ host = "127.0.0.1"
 port = {free_port()}
 from = "w@example.com"
 to = ["t@example.com"]
-
-[[destinations]]
-name = "hook"
-type = "webhook"
-url = "{webhook.url}"
-""",
+"""
+    write_config(
+        tmp_path,
+        one_feed(
+            feed_host.url,
+            mail_table,
+            webhook_table("hook", webhook.url),
+            feed="notify_existing = 1",
+        ),
     )
     result = poll(tmp_path)
     assert result.returncode == 0, result.stderr
     assert "destination mail" in result.stderr and "SMTP connection failed" in result.stderr
     assert len(webhook.received) == 1
-    mail = next(d for d in status(tmp_path)["destinations"] if d["name"] == "mail")
+    mail = destination_status(tmp_path, "mail")
     assert mail["queued"] == 1 and mail["next_attempt"]
 
 

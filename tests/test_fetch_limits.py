@@ -5,20 +5,18 @@ failure is one line saying what kind it is."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 import socket
 import threading
 import time
 import tracemalloc
 import zlib
-from collections.abc import Callable, Iterator
 
 import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from tests.conftest import free_port, seed_bytes
+from tests.conftest import RawHandler, free_port, seed_bytes
 from watcher.feed import parse_feed
 from watcher.fetch import Fetched, FetchError, fetch, new_client
 
@@ -39,57 +37,6 @@ def failure(url: str, **kwargs) -> FetchError:
     message = str(caught.value)
     assert message and "\n" not in message and len(message) < 300, message
     return caught.value
-
-
-class RawServer:
-    """A TCP server on 127.0.0.1 that reads a request's head, then lets `handler`
-    write whatever it likes (or nothing) to the socket."""
-
-    def __init__(self, handler: Callable[[socket.socket, threading.Event], None]) -> None:
-        self.handler = handler
-        self.stopped = threading.Event()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def url(self, path: str = "/feed.xml") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def _serve(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn: socket.socket) -> None:
-        with conn:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                data = conn.recv(4096)
-                if not data:
-                    return
-                head += data
-            with contextlib.suppress(OSError):  # the client hung up: that is what we test
-                self.handler(conn, self.stopped)
-
-    def close(self) -> None:
-        self.stopped.set()
-        self.listener.close()
-
-
-@pytest.fixture
-def raw_server() -> Iterator[Callable[..., RawServer]]:
-    servers: list[RawServer] = []
-
-    def start(handler: Callable[[socket.socket, threading.Event], None]) -> RawServer:
-        servers.append(RawServer(handler))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.close()
 
 
 def zeros_gzip(mib: int) -> bytes:
@@ -228,7 +175,7 @@ def test_only_encodings_it_can_inflate_in_bounded_steps_are_asked_for(httpserver
     assert seen == ["gzip, deflate"]
 
 
-def trickle(prefix: bytes) -> Callable[[socket.socket, threading.Event], None]:
+def trickle(prefix: bytes) -> RawHandler:
     """Send `prefix` one byte a second: the server never stalls long enough for a read
     timeout, so only the total deadline can end it."""
 

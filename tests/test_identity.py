@@ -4,12 +4,20 @@ and a poll that had to recover from broken XML is no sign that a failing feed is
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
 
-from tests.conftest import FeedHost, Recorder, add_talk, watcher_command, write_config
+from tests.conftest import (
+    FeedHost,
+    Recorder,
+    add_talk,
+    feed_status,
+    one_feed,
+    watcher_command,
+    webhook_table,
+    write_config,
+)
 from tests.store_helpers import record
 from watcher.store import Store
 
@@ -18,31 +26,13 @@ NEW = ("NeWtAlK0001", "A new talk | Someone | Somewhere", "Wed, 10 Jun 2026 00:0
 
 
 def config(feed: FeedHost, hook: Recorder) -> str:
-    return f"""
-[watcher]
-state = "state.json"
-
-[[feeds]]
-name = "talks"
-url = "{feed.url}"
-
-[[destinations]]
-name = "hook"
-type = "webhook"
-url = "{hook.url}"
-"""
+    return one_feed(feed.url, webhook_table("hook", hook.url))
 
 
 def poll(tmp_path):
     result = watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path)
     assert result.returncode in (0, 1), result.stderr
     return result
-
-
-def feed_status(tmp_path) -> dict:
-    result = watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)["feeds"][0]
 
 
 def homepage_only(feed: bytes) -> bytes:

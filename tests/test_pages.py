@@ -15,8 +15,11 @@ from tests.conftest import (
     FeedHost,
     Recorder,
     add_talk,
+    feed_status,
+    one_feed,
     seed_bytes,
     watcher_command,
+    webhook_table,
     write_config,
 )
 
@@ -59,30 +62,16 @@ class Page:
 
 
 def config(url: str, hook: Recorder, notify_existing: int = 0) -> str:
-    return f"""
-[watcher]
-state = "state/watcher.json"
-
-[[feeds]]
-name = "talks"
-url = "{url}"
-notify_existing = {notify_existing}
-
-[[destinations]]
-name = "hook"
-type = "webhook"
-url = "{hook.url}"
-"""
+    return one_feed(
+        url,
+        webhook_table("hook", hook.url),
+        feed=f"notify_existing = {notify_existing}",
+        state="state/watcher.json",
+    )
 
 
 def poll(cwd, *args):
     return watcher_command("poll", "--config", "watcher.toml", *args, cwd=cwd)
-
-
-def feed_status(cwd) -> dict:
-    result = watcher_command("status", "--config", "watcher.toml", "--json", cwd=cwd)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)["feeds"][0]
 
 
 def test_poll_reads_the_feed_a_page_advertises_then_only_that_feed(tmp_path, httpserver):

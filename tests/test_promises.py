@@ -22,6 +22,9 @@ from tests.conftest import (
     FeedHost,
     Inbox,
     add_talk,
+    console_table,
+    destination_status,
+    feed_status,
     free_port,
     one_feed,
     watcher_command,
@@ -36,12 +39,6 @@ def run(tmp_path, *args, env=None, timeout=60):
     return watcher_command(
         *args, "--config", "watcher.toml", cwd=tmp_path, env=env, timeout=timeout
     )
-
-
-def destinations(tmp_path, env=None) -> dict:
-    result = run(tmp_path, "status", "--json", env=env)
-    assert result.returncode == 0, result.stderr
-    return {d["name"]: d for d in json.loads(result.stdout)["destinations"]}
 
 
 class Failing:
@@ -70,7 +67,7 @@ def test_give_up_after_dead_letters_a_delivery_failing_that_long(tmp_path, feed_
     first = run(tmp_path, "poll")
     assert first.returncode == 0, first.stderr
     assert hook.posts == 2, "two failures in a row: the destination is down, probed again"
-    state = destinations(tmp_path)["hook"]
+    state = destination_status(tmp_path, "hook")
     assert state["queued"] == 2 and state["dead_lettered"] == 0
 
     # The probe is due a couple of seconds later; poll until a poll has tried again.
@@ -80,7 +77,7 @@ def test_give_up_after_dead_letters_a_delivery_failing_that_long(tmp_path, feed_
         outputs.append(run(tmp_path, "poll"))
         assert outputs[-1].returncode == 0, outputs[-1].stderr
     assert hook.posts == 4, f"never retried: {[o.stderr for o in outputs]}"
-    state = destinations(tmp_path)["hook"]
+    state = destination_status(tmp_path, "hook")
     assert state["dead_lettered"] == 2 and state["queued"] == 0, state
     errors = [letter["error"] for letter in state["dead_letters"]]
     assert all(e.startswith("gave up after 2 attempts: HTTP 500") for e in errors), errors
@@ -115,12 +112,12 @@ def test_redeliver_exits_1_when_a_delivery_still_fails(tmp_path, feed_host, http
         ),
     )
     assert run(tmp_path, "poll").returncode == 0
-    assert destinations(tmp_path)["hook"]["dead_lettered"] == 1
+    assert destination_status(tmp_path, "hook")["dead_lettered"] == 1
     result = run(tmp_path, "redeliver", "hook")
     assert hook.posts == 2, "redeliver sent it again"
     assert result.returncode == 1, result.stderr
     assert "delivered 0; 1 failed" in result.stderr
-    state = destinations(tmp_path)["hook"]
+    state = destination_status(tmp_path, "hook")
     assert state["dead_lettered"] + state["queued"] == 1
 
 
@@ -134,7 +131,7 @@ def test_a_permanent_redirect_of_a_feed_is_a_hint_to_update_the_config(tmp_path,
     )
     write_config(
         tmp_path,
-        one_feed(httpserver.url_for("/old.xml"), '[[destinations]]\nname = "s"\ntype = "console"'),
+        one_feed(httpserver.url_for("/old.xml"), console_table("s")),
     )
     result = run(tmp_path, "poll")
     assert result.returncode == 0, result.stderr
@@ -147,9 +144,7 @@ def test_a_permanent_redirect_of_a_feed_is_a_hint_to_update_the_config(tmp_path,
 
     write_config(
         tmp_path,
-        one_feed(
-            httpserver.url_for("/elsewhere.xml"), '[[destinations]]\nname = "s"\ntype = "console"'
-        ),
+        one_feed(httpserver.url_for("/elsewhere.xml"), console_table("s")),
     )
     result = run(tmp_path, "poll")
     assert result.returncode == 0, result.stderr
@@ -159,7 +154,7 @@ def test_a_permanent_redirect_of_a_feed_is_a_hint_to_update_the_config(tmp_path,
 
 def test_a_gone_feed_is_polled_again_once_its_url_changes(tmp_path, httpserver, daemons):
     httpserver.expect_request("/gone.xml").respond_with_data("gone", status=410)
-    console = '[[destinations]]\nname = "screen"\ntype = "console"'
+    console = console_table()
     interval = 'interval = "0.3s"'
     write_config(tmp_path, one_feed(httpserver.url_for("/gone.xml"), console, watcher=interval))
     daemon = daemons(tmp_path, "--config", "watcher.toml")
@@ -172,7 +167,7 @@ def test_a_gone_feed_is_polled_again_once_its_url_changes(tmp_path, httpserver, 
     again.wait_for(lambda: "feed talks: first poll" in again.stderr, "a poll of the new url")
     assert again.stop() == 0
     assert len(new.requests) >= 1
-    report = json.loads(run(tmp_path, "status", "--json").stdout)["feeds"][0]
+    report = feed_status(tmp_path)
     assert report["gone"] is False and report["last_error"] is None
 
 
@@ -220,9 +215,7 @@ def state_files(directory) -> dict:
 
 
 def test_a_state_file_from_a_future_schema_is_refused_and_left_untouched(tmp_path, feed_host):
-    write_config(
-        tmp_path, one_feed(feed_host.url, '[[destinations]]\nname = "s"\ntype = "console"')
-    )
+    write_config(tmp_path, one_feed(feed_host.url, console_table("s")))
     assert run(tmp_path, "poll").returncode == 0
     state = tmp_path / "state.json"
     document = json.loads(state.read_text())
@@ -315,4 +308,4 @@ timeout = "5s"
     assert inbox.logins == [(b"watcher", b"s3cret-pass", True)]
     assert len(inbox.messages) == 1
     assert inbox.messages[0]["Subject"].startswith("New talk: ")
-    assert destinations(tmp_path, env)["mail"]["queued"] == 0
+    assert destination_status(tmp_path, "mail", env=env)["queued"] == 0

@@ -12,7 +12,6 @@ from datetime import timedelta
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
-from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
 from tests.conftest import (
@@ -20,10 +19,14 @@ from tests.conftest import (
     Inbox,
     Recorder,
     add_talk,
+    destination_status,
+    feed_status,
     free_port,
     watcher_command,
     write_config,
 )
+from tests.conftest import one_feed as config
+from tests.conftest import webhook_table as hook
 from tests.store_helpers import delivery, queue, record
 from watcher.app import Watcher
 from watcher.clock import iso, utcnow
@@ -36,24 +39,8 @@ from watcher.store import AtomicJSONStorage, Store
 NEW = ("RoBuSt00001", "Robust | Someone | Conf", "Sat, 13 Jun 2026 00:00:00 +0000")
 
 
-def config(feed_url: str, *destinations: str, feed: str = "") -> str:
-    return (
-        f'[watcher]\nstate = "state.json"\n\n[[feeds]]\nname = "talks"\nurl = "{feed_url}"\n'
-        f"{feed}\n" + "\n".join(destinations)
-    )
-
-
-def hook(name: str, url: str, extra: str = "") -> str:
-    return f'[[destinations]]\nname = "{name}"\ntype = "webhook"\nurl = "{url}"\n{extra}\n'
-
-
 def poll(tmp_path, *args):
     return watcher_command("poll", "--config", "watcher.toml", *args, cwd=tmp_path)
-
-
-def destinations(tmp_path) -> dict:
-    report = watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path)
-    return {d["name"]: d for d in json.loads(report.stdout)["destinations"]}
 
 
 def test_a_redirecting_webhook_is_never_taken_for_a_delivery(tmp_path, feed_host, httpserver):
@@ -70,7 +57,7 @@ def test_a_redirecting_webhook_is_never_taken_for_a_delivery(tmp_path, feed_host
     )
     result = poll(tmp_path)
     assert result.returncode == 0
-    state = destinations(tmp_path)["hook"]
+    state = destination_status(tmp_path, "hook")
     assert state["dead_lettered"] == 1
     assert "HTTP 302 redirect" in state["last_error"] and landing.received == []
     assert [entry[0].path for entry in httpserver.log] == ["/feed.xml", "/moved"]
@@ -167,7 +154,7 @@ to = ["t@example.com"]
         result = poll(tmp_path)
         assert result.returncode == 0, result.stderr
         assert len(inbox.messages) == 1
-        assert destinations(tmp_path)["mail"]["queued"] == 0
+        assert destination_status(tmp_path, "mail")["queued"] == 0
     finally:
         controller.stop()
 
@@ -296,9 +283,10 @@ def test_another_state_files_temporary_files_are_left_alone(tmp_path, feed_host,
     assert other.exists()
 
 
-def test_sigterm_lets_a_delivery_in_flight_finish(tmp_path, feed_host, daemons):
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
+def test_sigterm_lets_a_delivery_in_flight_finish(
+    tmp_path, feed_host, daemons, threaded_httpserver
+):
+    server = threaded_httpserver
     received = threading.Event()
 
     def slow(request):
@@ -307,20 +295,15 @@ def test_sigterm_lets_a_delivery_in_flight_finish(tmp_path, feed_host, daemons):
         return Response("ok")
 
     server.expect_request("/slow", method="POST").respond_with_handler(slow)
-    try:
-        write_config(
-            tmp_path,
-            config(
-                feed_host.url, hook("slow", server.url_for("/slow")), feed="notify_existing = 1"
-            ),
-        )
-        daemon = daemons(tmp_path, "--config", "watcher.toml")
-        daemon.wait_for(received.is_set, "the delivery to start")
-        assert daemon.stop() == 0
-        assert "delivered" in daemon.stderr and "Traceback" not in daemon.stderr
-        assert destinations(tmp_path)["slow"]["queued"] == 0
-    finally:
-        server.stop()
+    write_config(
+        tmp_path,
+        config(feed_host.url, hook("slow", server.url_for("/slow")), feed="notify_existing = 1"),
+    )
+    daemon = daemons(tmp_path, "--config", "watcher.toml")
+    daemon.wait_for(received.is_set, "the delivery to start")
+    assert daemon.stop() == 0
+    assert "delivered" in daemon.stderr and "Traceback" not in daemon.stderr
+    assert destination_status(tmp_path, "slow")["queued"] == 0
 
 
 def _config_in(tmp_path, feed_host, webhook):
@@ -407,5 +390,4 @@ def test_a_304_poll_writes_no_feed_file(tmp_path, feed_host, webhook):
 
 
 def _last_poll(tmp_path) -> str:
-    report = watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path)
-    return json.loads(report.stdout)["feeds"][0]["last_poll"]
+    return feed_status(tmp_path)["last_poll"]

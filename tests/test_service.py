@@ -4,7 +4,6 @@ with prometheus_client's own parser, counted against what the receivers saw),
 
 from __future__ import annotations
 
-import json
 import shutil
 import socket
 import time
@@ -17,6 +16,7 @@ from tests.conftest import (
     FeedHost,
     Recorder,
     one_feed,
+    run_status,
     watcher_command,
     webhook_table,
     write_config,
@@ -54,13 +54,6 @@ def value(found: dict, name: str, **labels: str) -> float | None:
     return found.get((name, tuple(sorted(labels.items()))))
 
 
-def wait_until(condition, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def test_metrics_count_what_the_receivers_saw(tmp_path, httpserver, daemons):
     feed = FeedHost(httpserver)
     hook, broken = Recorder(httpserver, "/hook"), Recorder(httpserver, "/broken", [400] * 3)
@@ -77,8 +70,8 @@ def test_metrics_count_what_the_receivers_saw(tmp_path, httpserver, daemons):
     daemon = daemons(tmp_path, "--config", "watcher.toml")
     address = address_of(tmp_path, daemon)
     dead = ("watcher_deliveries_total", {"destination": "broken", "outcome": "dead"})
-    wait_until(lambda: value(samples(address), dead[0], **dead[1]) == 3, "3 dead letters")
-    wait_until(lambda: len(hook.received) == 3, "3 deliveries")
+    daemon.wait_for(lambda: value(samples(address), dead[0], **dead[1]) == 3, "3 dead letters")
+    daemon.wait_for(lambda: len(hook.received) == 3, "3 deliveries")
     found = samples(address)
     assert value(found, "watcher_deliveries_total", destination="hook", outcome="sent") == 3
     assert value(found, "watcher_deliveries_total", destination="hook", outcome="dead") is None
@@ -110,16 +103,14 @@ def test_status_is_live_from_the_daemon_and_says_so_from_the_files(tmp_path, htt
     write_config(tmp_path, body)
     daemon = daemons(tmp_path, "--config", "watcher.toml")
     address = address_of(tmp_path, daemon)
-    wait_until(lambda: len(hook.received) == 2, "2 deliveries")
-    wait_until(
+    daemon.wait_for(lambda: len(hook.received) == 2, "2 deliveries")
+    daemon.wait_for(
         lambda: get(f"{address}/status.json").json()["destinations"][0]["last_success"],
         "the delivery recorded",
     )
     files = read_snapshot(tmp_path / "state.json")
     assert "hook" not in files.destinations, "not flushed yet: the files lag"
-    report = json.loads(
-        watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path).stdout
-    )
+    report = run_status(tmp_path)
     assert report["source"] == "daemon" and report["daemon"].startswith("running (pid")
     [dest] = report["destinations"]
     assert dest["last_success"] and dest["queued"] == 0
@@ -129,9 +120,7 @@ def test_status_is_live_from_the_daemon_and_says_so_from_the_files(tmp_path, htt
     text = watcher_command("status", "--config", "watcher.toml", cwd=tmp_path).stdout
     assert "live from the running daemon" in text
     assert daemon.stop() == 0
-    after = json.loads(
-        watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path).stdout
-    )
+    after = run_status(tmp_path)
     assert after["source"] == "files" and after["daemon"] == "not running"
     assert after["as_of"] and after["destinations"][0]["last_success"], "flushed at stop"
     assert (
