@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from watcher.alerts import DeadLetterAlerts
 from watcher.config import Config, DeliveryPolicy, FeedConfig
 from watcher.deliver import Deliverer, DrainResult
 from watcher.events import Observers, PollEvent
@@ -46,6 +47,9 @@ class Watcher:
         notifiers, policies = _destinations(config)
         self.deliverer = Deliverer(
             store, notifiers, policies, client, clock, observers=self.observers
+        )
+        self.observers.subscribe(
+            DeadLetterAlerts(store, lambda: self.config.alerts, self.deliverer.kick)
         )
         self._slots = asyncio.Semaphore(config.max_concurrency)
         self._host_slots: dict[str, asyncio.Semaphore] = {}
@@ -90,6 +94,7 @@ class Watcher:
         )
         if result.announced:
             self.deliverer.kick(feed.notify)
+        self.deliverer.kick(self.config.alerts)  # a poll may have raised an alert
         return result
 
     async def poll_all(self, feeds: Iterable[FeedConfig]) -> list[PollResult]:

@@ -55,6 +55,9 @@ WATCHER_SETTINGS = {
     "max_backoff": Setting(duration, default=6 * 3600.0),
     "listen": Setting(listen_address),
     "log_format": Setting(one_of(*FORMATS), default="text"),
+    "alerts": Setting(string_list, default=()),
+    "alert_after": Setting(duration, default=3600.0),
+    "quiet_after": Setting(duration, default=14 * 86400.0),
 }
 
 DELIVERY_SETTINGS = {
@@ -70,6 +73,7 @@ FEED_SETTINGS = {
     "notify": Setting(string_list),
     "notify_existing": Setting(whole_number(0, 10_000), default=0),
     "dedup": Setting(_dedup, default=DEDUP_KEYS),
+    "alert_after": Setting(duration),
 }
 
 
@@ -81,6 +85,7 @@ class FeedConfig:
     notify: tuple[str, ...]
     notify_existing: int
     dedup: tuple[str, ...]
+    alert_after: float | None = None  # else [watcher].alert_after
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,9 @@ class Config:
     destinations: Mapping[str, DestinationConfig]
     listen: tuple[str, int] | None = None  # the daemon's HTTP side (watcher.server)
     log_format: str = "text"
+    alerts: tuple[str, ...] = ()  # destinations told of trouble (watcher.alerts)
+    alert_after: float = 3600.0
+    quiet_after: float = 14 * 86400.0
 
 
 def config_path(cli_value: str | None) -> Path:
@@ -190,6 +198,9 @@ def _build(path: Path, raw: dict[str, Any]) -> Config:
         destinations=MappingProxyType(destinations),
         listen=base["listen"],
         log_format=base["log_format"],
+        alerts=_alerts(base["alerts"], destinations),
+        alert_after=base["alert_after"],
+        quiet_after=base["quiet_after"],
     )
 
 
@@ -244,6 +255,18 @@ def _feeds(
         values["interval"] = values["interval"] or default_interval
         feeds.append(FeedConfig(**values))
     return tuple(feeds)
+
+
+def _alerts(
+    names: tuple[str, ...], destinations: Mapping[str, DestinationConfig]
+) -> tuple[str, ...]:
+    for name in names:
+        if name not in destinations:
+            known = ", ".join(destinations) or "none defined"
+            raise ConfigError(
+                f"watcher.alerts: unknown destination {name!r} (destinations: {known})"
+            )
+    return tuple(dict.fromkeys(names))
 
 
 def _table(value: Any, where: str) -> dict[str, Any]:

@@ -313,7 +313,7 @@ class Deliverer:
 
     async def _attempt(self, name: str, entry: OutboxEntry, result: DrainResult) -> Attempt:
         """Try one delivery, and record what came of it."""
-        delivery = Delivery(entry.id, entry.feed, name, entry.talk)
+        delivery = Delivery(entry.id, entry.feed, name, entry.talk, entry.alert)
         attempts = entry.attempts + 1
         with log_context(
             feed=entry.feed, destination=name, talk=delivery.talk.guid, attempt=attempts

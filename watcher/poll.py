@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import logging
 import random
 import time
@@ -18,6 +17,7 @@ from datetime import datetime, timedelta
 
 import httpx
 
+from watcher.alerts import cadence, deliveries, feed_alerts
 from watcher.clock import iso
 from watcher.config import Config, FeedConfig
 from watcher.events import PollOutcome
@@ -26,6 +26,7 @@ from watcher.resolve import Source, fetch_source, forget, not_a_feed
 from watcher.schema import redact_feed_url
 from watcher.select import Diff, diff
 from watcher.store import FeedCommit, FeedState, NewDelivery, SeenTalk, Store, StoreError
+from watcher.store.records import delivery_id
 from watcher.talk import Talk
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,6 @@ class PollResult:
     @property
     def ok(self) -> bool:
         return self.outcome not in (PollOutcome.FAILED, PollOutcome.SKIPPED)
-
-
-def delivery_id(feed: str, guid: str, destination: str) -> str:
-    return hashlib.sha256(f"{feed}\n{guid}\n{destination}".encode()).hexdigest()[:32]
 
 
 def backoff_delay(
@@ -95,7 +92,7 @@ async def poll_feed(
     if fetched.not_modified or (
         source.same_source and fetched.sha256 == state.body_sha256 and state.baselined
     ):
-        return _unchanged(store, feed, state, success, fetched, fetch_seconds)
+        return _unchanged(store, feed, config, state, success, fetched, now, fetch_seconds)
     # Imported here: feedparser and lxml are a fifth of the start-up of a `watcher poll`
     # that gets a 304 and needs neither.
     from watcher.skim import read_feed
@@ -106,6 +103,9 @@ async def poll_feed(
         return _failed(store, feed, config, state, now, failure, fetch_seconds)
     if read.degraded:
         success = _degraded(success, state, read.warnings)
+    newest, usual = cadence(talk.published for talk in read.identities)
+    if usual is not None:
+        success = dataclasses.replace(success, newest_talk=newest, median_gap=usual)
     changes = diff(read.identities, loaded.seen_keys, feed.dedup)
     baseline = not state.baselined
     announce = _to_announce(feed, source, changes, read.identities, baseline)
@@ -114,7 +114,11 @@ async def poll_feed(
         log.warning("feed %s: %s", feed.name, warning)
     changes, announced, success = _read_in_full(feed, changes, announce, talks, success, fetched)
     try:
-        forgotten = store.commit(_commit(feed, config, changes, announced, now, success))
+        success, alerts = _alerts(feed, config, state, success, now)
+        commit = _commit(feed, config, changes, announced, now, success)
+        forgotten = store.commit(
+            dataclasses.replace(commit, deliveries=[*commit.deliveries, *alerts])
+        )
     except (OSError, StoreError) as exc:  # e.g. a full disk: nothing of this poll was kept
         log.error("feed %s: cannot record this poll: %s", feed.name, exc)
         error = f"cannot record this poll: {exc}"
@@ -159,6 +163,7 @@ def _success(feed: FeedConfig, state: FeedState, source: Source, now: datetime) 
         retry_at=None,
         gone=False,
         degraded=False,
+        failing_since=None,
         discovered_url=source.discovered_url,
         page_url=source.page_url,
     )
@@ -167,22 +172,30 @@ def _success(feed: FeedConfig, state: FeedState, source: Source, now: datetime) 
 def _unchanged(
     store: Store,
     feed: FeedConfig,
+    config: Config,
     state: FeedState,
     success: FeedState,
     fetched: Fetched,
+    now: datetime,
     fetch_seconds: float,
 ) -> PollResult:
-    """A 304, or the body read last time: only the feed's state changes."""
+    """A 304, or the body read last time: only the feed's state changes (and an alert of
+    its recovery, or of its silence, may be queued)."""
     if state.degraded:  # as degraded as it was
         success = dataclasses.replace(
-            success, degraded=True, failures=state.failures, last_error=state.last_error
+            success,
+            degraded=True,
+            failures=state.failures,
+            failing_since=state.failing_since,
+            last_error=state.last_error,
         )
     success = dataclasses.replace(
         success,
         etag=fetched.etag or state.etag,
         last_modified=fetched.last_modified or state.last_modified,
     )
-    store.commit(FeedCommit(success, at=success.last_poll or ""))
+    success, alerts = _alerts(feed, config, state, success, now)
+    store.commit(FeedCommit(success, at=success.last_poll or "", deliveries=alerts))
     log.debug("feed %s: unchanged", feed.name)
     outcome = PollOutcome.NOT_MODIFIED if fetched.not_modified else PollOutcome.UNCHANGED
     return PollResult(feed.name, outcome, fetch_seconds=fetch_seconds)
@@ -253,6 +266,7 @@ def _degraded(success: FeedState, state: FeedState, warnings: list[str]) -> Feed
         success,
         degraded=True,
         failures=state.failures,
+        failing_since=state.failing_since,
         last_error=f"degraded: {problem}; read what could be recovered",
     )
 
@@ -294,6 +308,16 @@ def _commit(
             for destination in feed.notify
         ],
     )
+
+
+def _alerts(
+    feed: FeedConfig, config: Config, before: FeedState, after: FeedState, now: datetime
+) -> tuple[FeedState, list[NewDelivery]]:
+    """The alerts this poll raises (`watcher.alerts`), queued with its commit."""
+    after, alerts = feed_alerts(feed, config, before, after, now)
+    for alert in alerts:
+        log.warning("feed %s: alert to %s: %s", feed.name, ", ".join(config.alerts), alert.text)
+    return after, deliveries(feed.name, alerts, config.alerts)
 
 
 def _log_recorded(
@@ -362,9 +386,11 @@ def _failed(
         retry_at=iso(now + timedelta(seconds=delay)) if backing_off else None,
         gone=gone,
         gone_url=feed.url if gone else None,
+        failing_since=(state.failing_since if state.failures else None) or stamp,
     )
+    failed, alerts = _alerts(feed, config, state, failed, now)
     try:
-        store.commit(FeedCommit(failed, at=stamp))
+        store.commit(FeedCommit(failed, at=stamp, deliveries=alerts))
     except (OSError, StoreError) as exc_store:
         log.error("feed %s: cannot record this poll: %s", feed.name, exc_store)
     if gone:

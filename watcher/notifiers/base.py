@@ -29,14 +29,55 @@ from watcher.talk import Talk
 RESPONSE_EXCERPT_BYTES = 200
 
 
+ALERT_GUID_PREFIX = "alert:"
+
+
+@dataclass(frozen=True)
+class Alert:
+    """An operational message (`[watcher] alerts`): a feed failing for long, its recovery,
+    a feed gone quiet, a destination dead-lettering. `text` is one line; its parts that
+    come from a feed or a server (an error) are untrusted like any feed text."""
+
+    kind: str  # feed_failing, feed_recovered, feed_quiet, dead_letters
+    subject: str  # the feed's or the destination's name
+    text: str
+    at: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "subject": self.subject, "text": self.text, "at": self.at}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Alert:
+        return cls(str(data["kind"]), str(data["subject"]), str(data["text"]), str(data["at"]))
+
+    def as_talk(self) -> Talk:
+        """How the outbox and `status` name it: a talk-shaped record of the alert."""
+        title = f"alert: {self.text}"
+        return Talk(
+            guid=f"{ALERT_GUID_PREFIX}{self.kind}:{self.subject}:{self.at}",
+            title=title,
+            speaker=None,
+            event=None,
+            raw_title=title,
+            url=None,
+            video_id=None,
+            video_url=None,
+            published=self.at,
+            slide_count=None,
+            slides_present=0,
+            duration=None,
+        )
+
+
 @dataclass(frozen=True)
 class Delivery:
-    """One talk for one destination; `id` is stable across retries."""
+    """One talk (or an alert) for one destination; `id` is stable across retries."""
 
     id: str
     feed: str
     destination: str
     talk: Talk
+    alert: Alert | None = None
 
 
 class DeliveryError(WatcherError):

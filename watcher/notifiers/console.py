@@ -11,9 +11,12 @@ import httpx
 from watcher.notifiers.base import Delivery, TransientDeliveryError
 from watcher.notifiers.text import facts
 from watcher.schema import Setting
+from watcher.text import clean_text
 
 
 def render(delivery: Delivery) -> str:
+    if delivery.alert is not None:
+        return f"Alert [{delivery.alert.kind}]: {clean_text(delivery.alert.text)}\n"
     talk = delivery.talk
     lines = [f"New talk [{delivery.feed}]: {talk.title}"]
     lines += [f"  {label}: {value}" for label, value in facts(talk)]

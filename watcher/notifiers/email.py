@@ -39,11 +39,16 @@ def header_text(value: str) -> str:
 def render(delivery: Delivery, sender: str, recipients: tuple[str, ...]) -> EmailMessage:
     talk = delivery.talk
     message = EmailMessage(policy=SMTP)
-    message["Subject"] = header_text(f"New talk: {talk.title}")[:SUBJECT_CHARS]
+    alert = delivery.alert
+    subject = f"watcher alert: {alert.text}" if alert else f"New talk: {talk.title}"
+    message["Subject"] = header_text(subject)[:SUBJECT_CHARS]
     message["From"] = sender
     message["To"] = ", ".join(recipients)
     message["Date"] = formatdate(usegmt=True)
     message["Message-ID"] = make_msgid(idstring=delivery.id[:16], domain="watcher.local")
+    if alert is not None:
+        message.set_content(f"{clean_text(alert.text)}\n\n-- watcher, at {alert.at}\n")
+        return message
     message.set_content(_plain(delivery))
     message.add_alternative(_html(delivery), subtype="html")
     return message

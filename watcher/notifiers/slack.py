@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from watcher.notifiers.base import Delivery, json_bytes, post_json
+from watcher.notifiers.base import Alert, Delivery, json_bytes, post_json
 from watcher.notifiers.text import facts
 from watcher.schema import Setting, duration, http_url, redact_url
 from watcher.talk import Talk
@@ -48,6 +48,8 @@ def fit(text: str, limit: int) -> str:
 
 
 def render(delivery: Delivery) -> dict[str, Any]:
+    if delivery.alert is not None:
+        return _alert(delivery.alert)
     talk = delivery.talk
     blocks: list[dict[str, Any]] = [
         {
@@ -91,6 +93,12 @@ def fallback_text(feed: str, talk: Talk) -> str:
     text = fit(" ".join(parts), FALLBACK_CHARS - URL_CHARS // 3)
     link = talk.url or talk.video_url
     return f"{text} {escape(link)}" if link and len(link) < URL_CHARS // 3 else text
+
+
+def _alert(alert: Alert) -> dict[str, Any]:
+    text = fit(f"watcher alert: {alert.text}", SECTION_CHARS - 10)
+    block = {"type": "section", "text": {"type": "mrkdwn", "text": f":warning: {text}"}}
+    return {"text": fit(f"watcher alert: {alert.text}", FALLBACK_CHARS), "blocks": [block]}
 
 
 class SlackNotifier:

@@ -24,6 +24,8 @@ from watcher.schema import ConfigError, Setting, duration, http_url, redact_url,
 
 
 def render(delivery: Delivery) -> dict[str, Any]:
+    if delivery.alert is not None:
+        return {"type": "watcher.alert", "id": delivery.id, "alert": delivery.alert.to_dict()}
     return {
         "type": "talk.new",
         "id": delivery.id,

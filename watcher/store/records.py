@@ -14,10 +14,12 @@ or by hand) is kept in `extra` and written back as it was.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from watcher.notifiers.base import Alert
 from watcher.talk import Talk
 
 SCHEMA_VERSION = 2
@@ -61,6 +63,10 @@ class FeedState:
     degraded: bool = False  # its document could only be read in part
     discovered_url: str | None = None  # the feed advertised by the page at `page_url`
     page_url: str | None = None
+    failing_since: str | None = None  # the first of the failures in a row
+    alerted: str | None = None  # the alert in force: "failing" or "quiet" (watcher.alerts)
+    newest_talk: str | None = None  # the newest talk's publication, as last read
+    median_gap: float | None = None  # seconds between its talks, as last read
     last_poll: str | None = None  # activity: kept in the main file
     last_success: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -108,6 +114,11 @@ class SeenTalk:
         return {**_row(self), "keys": list(self.keys)}
 
 
+def delivery_id(feed: str, guid: str, destination: str) -> str:
+    """A delivery's id: stable across retries and restarts (a receiver may drop repeats)."""
+    return hashlib.sha256(f"{feed}\n{guid}\n{destination}".encode()).hexdigest()[:32]
+
+
 @dataclass(frozen=True, slots=True)
 class NewDelivery:
     """A talk to send to a destination: an `OutboxEntry` once the store queues it."""
@@ -117,6 +128,7 @@ class NewDelivery:
     destination: str
     talk: Talk
     created: str
+    alert: Alert | None = None  # an operational message instead of a talk (`talk` names it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +148,7 @@ class OutboxEntry:
     first_failed_at: str | None = None  # where `give_up_after` counts from
     dead: bool = False
     dead_at: str | None = None
+    alert: Alert | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     REQUIRED = ("id", "seq", "feed", "destination", "talk", "created", "attempts")
@@ -150,12 +163,18 @@ class OutboxEntry:
     def from_row(cls, row: Mapping[str, Any]) -> OutboxEntry:
         known, extra = _split(cls, row)
         known["talk"] = Talk.from_dict(known.get("talk") or {})
+        known["alert"] = Alert.from_dict(known["alert"]) if known.get("alert") else None
         known["attempts"] = int(known.get("attempts") or 0)
         known["dead"] = bool(known.get("dead"))
         return cls(**known, extra=extra)
 
     def to_row(self) -> Row:
-        return {**_row(self), "talk": self.talk.to_dict()}
+        row = {**_row(self), "talk": self.talk.to_dict()}
+        if self.alert is None:
+            del row["alert"]  # the rows of talks stay as they were
+        else:
+            row["alert"] = self.alert.to_dict()
+        return row
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +185,7 @@ class DestinationState:
     last_success: str | None = None
     last_error: str | None = None
     last_error_at: str | None = None
+    alerted_dead: bool = False  # its dead-lettering was reported (until it accepts again)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod

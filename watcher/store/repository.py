@@ -246,6 +246,10 @@ class Store:
         backup_path(file.path).unlink(missing_ok=True)
         return len(dropped)
 
+    def queue(self, feed: str, deliveries: Sequence[NewDelivery]) -> None:
+        """Queue deliveries in a feed's outbox, its state unchanged (an alert, say)."""
+        self.commit(FeedCommit(self.feed_state(feed), at="", deliveries=deliveries))
+
     # deliveries
 
     def pending(self, destination: str) -> list[OutboxEntry]:
