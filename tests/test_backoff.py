@@ -14,8 +14,8 @@ from tests.conftest import (
     watcher_command,
     write_config,
 )
+from watcher.backoff import backing_off, backoff_delay
 from watcher.config import FeedConfig
-from watcher.poll import backing_off, backoff_delay
 from watcher.store import FeedState
 
 SKIPPED_GONE = "feed talks: skipped: gone (HTTP 410)"  # logged with -v, each run it is not polled

@@ -21,6 +21,7 @@ from watcher.clock import iso, utcnow
 from watcher.config import Config, FeedConfig, config_path, load_config
 from watcher.errors import WatcherError
 from watcher.fetch import Fetched, FetchError, new_client
+from watcher.filters import routes
 from watcher.holder import holder
 from watcher.logs import FORMATS
 from watcher.notifiers import build_notifier
@@ -85,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("source", metavar="SOURCE", help="a feed URL or a local file")
     inspect.add_argument("--json", action="store_true", help="print a JSON array of talks")
+    inspect.add_argument(
+        "--explain",
+        action="store_true",
+        help="SOURCE is a feed of the config: say, per talk and destination, which filter"
+        " rule sends or drops it",
+    )
+    inspect.add_argument("--config", metavar="PATH", help="the config, for --explain")
     check = with_config(
         commands.add_parser(
             "check-config", help="validate the config and print a summary; exit 2 if invalid"
@@ -216,11 +224,19 @@ async def _poll(config: Config, feeds: Iterable[FeedConfig]) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    explained: FeedConfig | None = None
+    config: Config | None = None
+    if args.explain:
+        config = _config(args)
+        explained = next((feed for feed in config.feeds if feed.name == args.source), None)
+        if explained is None:
+            known = ", ".join(feed.name for feed in config.feeds)
+            raise ConfigError(f"{config.path}: no feed named {args.source!r} (feeds: {known})")
+    url = explained.url if explained else args.source
+
     async def read() -> tuple[Fetched, Discovery | None]:
         async with new_client(30.0) as client:
-            return await fetch_through_page(
-                client, args.source, max_bytes=INSPECT_MAX_BYTES, deadline=60.0
-            )
+            return await fetch_through_page(client, url, max_bytes=INSPECT_MAX_BYTES, deadline=60.0)
 
     try:
         fetched, discovery = asyncio.run(read())
@@ -242,6 +258,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     for warning in parsed.warnings:
         print(f"watcher: warning: {args.source}: {warning}", file=sys.stderr)
+    if explained is not None and config is not None:
+        return _explain(explained, config, parsed.talks, args.json)
     if args.json:
         json.dump(
             [talk.to_dict() for talk in parsed.talks], sys.stdout, indent=2, ensure_ascii=False
@@ -251,6 +269,28 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"{len(parsed.talks)} talks in {parsed.title or args.source}\n")
         for talk in parsed.talks:
             print(render_console(Delivery("", parsed.title or "feed", "", talk)))
+    return EXIT_OK
+
+
+def _explain(feed: FeedConfig, config: Config, talks: list[Talk], as_json: bool) -> int:
+    """Per talk and destination of the feed: sent or dropped, and by which rule."""
+    filters = [(name, config.destinations[name].filter) for name in feed.notify]
+    decided = [(talk, routes(talk, feed.name, feed.filter, filters)) for talk in talks]
+    if as_json:
+        report = [
+            {
+                "talk": talk.to_dict(),
+                "routes": [{"destination": d, "sent": sent, "why": why} for d, sent, why in found],
+            }
+            for talk, found in decided
+        ]
+        json.dump(report, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    for talk, found in decided:
+        print(f"{talk.title} ({talk.guid})")
+        for name, sent, why in found:
+            print(f"  {name}: {'sent' if sent else 'dropped'} ({why})")
     return EXIT_OK
 
 

@@ -7,11 +7,12 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from watcher.filters import Filter, rules
 from watcher.logs import FORMATS
 from watcher.notifiers import NOTIFIERS
 from watcher.schema import (
@@ -66,6 +67,14 @@ DELIVERY_SETTINGS = {
     "rate": Setting(rate),
 }
 
+# On a destination (who gets a talk) and on a feed (dropped for everyone): watcher.filters
+FILTER_SETTINGS = {
+    "include": Setting(rules, default=()),
+    "exclude": Setting(rules, default=()),
+    "min_slides": Setting(whole_number(0, 1_000_000)),
+    "min_duration": Setting(duration),
+}
+
 FEED_SETTINGS = {
     "name": Setting(text, required=True),
     "url": Setting(feed_source, required=True),
@@ -74,6 +83,7 @@ FEED_SETTINGS = {
     "notify_existing": Setting(whole_number(0, 10_000), default=0),
     "dedup": Setting(_dedup, default=DEDUP_KEYS),
     "alert_after": Setting(duration),
+    **FILTER_SETTINGS,
 }
 
 
@@ -86,6 +96,7 @@ class FeedConfig:
     notify_existing: int
     dedup: tuple[str, ...]
     alert_after: float | None = None  # else [watcher].alert_after
+    filter: Filter = field(default_factory=Filter)  # talks it drops for every destination
 
 
 @dataclass(frozen=True)
@@ -103,6 +114,7 @@ class DestinationConfig:
     type: str
     settings: Mapping[str, Any]
     policy: DeliveryPolicy = DeliveryPolicy()
+    filter: Filter = field(default_factory=Filter)  # the talks it gets
 
     def describe(self) -> str:
         """One line about the destination with its secrets redacted."""
@@ -219,14 +231,20 @@ def _destinations(tables: list[Any]) -> dict[str, DestinationConfig]:
         notifier = NOTIFIERS[kind]
         rest = {k: v for k, v in table.items() if k not in ("name", "type")}
         common = {k: v for k, v in rest.items() if k in DELIVERY_SETTINGS}
-        own = {k: v for k, v in rest.items() if k not in DELIVERY_SETTINGS}
-        reject_unknown(table, {"name", "type", *notifier.SETTINGS, *DELIVERY_SETTINGS}, where)
+        chosen = {k: v for k, v in rest.items() if k in FILTER_SETTINGS}
+        own = {k: v for k, v in rest.items() if k not in {**DELIVERY_SETTINGS, **FILTER_SETTINGS}}
+        keys = {"name", "type", *notifier.SETTINGS, *DELIVERY_SETTINGS, *FILTER_SETTINGS}
+        reject_unknown(table, keys, where)
         settings = read_table(own, notifier.SETTINGS, where)
         policy = read_table(common, DELIVERY_SETTINGS, where)
         policy["rate"] = policy["rate"] if policy["rate"] is not None else notifier.DEFAULT_RATE
         notifier.validate(settings, where)
         destinations[name] = DestinationConfig(
-            name, kind, MappingProxyType(settings), DeliveryPolicy(**policy)
+            name,
+            kind,
+            MappingProxyType(settings),
+            DeliveryPolicy(**policy),
+            Filter(**read_table(chosen, FILTER_SETTINGS, where)),
         )
     return destinations
 
@@ -253,7 +271,8 @@ def _feeds(
             raise ConfigError(f"{where}.notify: the feed notifies no destination")
         values["notify"] = tuple(dict.fromkeys(notify))
         values["interval"] = values["interval"] or default_interval
-        feeds.append(FeedConfig(**values))
+        dropped = Filter(**{key: values.pop(key) for key in FILTER_SETTINGS})
+        feeds.append(FeedConfig(**values, filter=dropped))
     return tuple(feeds)
 
 

@@ -18,10 +18,12 @@ from datetime import datetime, timedelta
 import httpx
 
 from watcher.alerts import cadence, deliveries, feed_alerts
+from watcher.backoff import PERMANENT_HEAD_START, backing_off, backoff_delay
 from watcher.clock import iso
 from watcher.config import Config, FeedConfig
 from watcher.events import PollOutcome
 from watcher.fetch import FeedGone, Fetched, FetchError
+from watcher.filters import routes
 from watcher.resolve import Source, fetch_source, forget, not_a_feed
 from watcher.schema import redact_feed_url
 from watcher.select import Diff, diff
@@ -44,27 +46,6 @@ class PollResult:
     @property
     def ok(self) -> bool:
         return self.outcome not in (PollOutcome.FAILED, PollOutcome.SKIPPED)
-
-
-def backoff_delay(
-    failures: int, interval: float, cap: float, retry_after: float | None, spread: float = 0.5
-) -> float:
-    """Seconds until a failing feed is polled again: its interval, doubled for each
-    failure in a row after the first, up to `cap`; at least the server's Retry-After.
-    `spread` (0 to 1, at random) moves it by up to a quarter either way, so that feeds
-    failing together, or one feed and a server that flaps, fall out of step."""
-    cap = max(cap, interval)
-    delay: float = min(interval * 2.0 ** max(failures - 1, 0) * (0.75 + spread / 2), cap)
-    return min(max(delay, retry_after), cap) if retry_after is not None else delay
-
-
-def backing_off(feed: FeedConfig, state: FeedState, now: datetime) -> str | None:
-    """Why the daemon should not poll this feed now, if it should not."""
-    if state.gone and state.gone_url == feed.url:
-        return "gone (HTTP 410); change its url in the config to poll it again"
-    if state.retry_at and datetime.fromisoformat(state.retry_at) > now:
-        return f"backing off after {state.failures} failures until {state.retry_at}"
-    return None
 
 
 async def poll_feed(
@@ -297,17 +278,23 @@ def _commit(
         present=frozenset(changes.present),
         prune_before=iso(now - timedelta(seconds=config.retention)),
         deliveries=[
-            NewDelivery(
-                delivery_id(feed.name, talk.guid, destination),
-                feed.name,
-                destination,
-                talk,
-                stamp,
-            )
+            NewDelivery(delivery_id(feed.name, talk.guid, name), feed.name, name, talk, stamp)
             for talk in announced
-            for destination in feed.notify
+            for name in _chosen(feed, config, talk)
         ],
     )
+
+
+def _chosen(feed: FeedConfig, config: Config, talk: Talk) -> list[str]:
+    """The destinations a new talk goes to, through the feed's and their filters; with any
+    filter, each decision is logged with the rule that made it."""
+    filters = [(name, config.destinations[name].filter) for name in feed.notify]
+    decided = routes(talk, feed.name, feed.filter, filters)
+    if not feed.filter.empty or any(not chosen.empty for _, chosen in filters):
+        for name, passes, why in decided:
+            said = "sent" if passes else "dropped"
+            log.info("feed %s: talk %s to %s: %s (%s)", feed.name, talk.guid, name, said, why)
+    return [name for name, passes, _ in decided if passes]
 
 
 def _alerts(
@@ -351,11 +338,6 @@ def _log_recorded(
         )
     elif announced:
         log.info("feed %s: %d new talks", feed.name, len(announced))
-
-
-# A failure that will repeat until something changes (404, not a feed) is backed off as
-# this many more failures in a row would be: its first retry is 4 intervals out, not 1.
-PERMANENT_HEAD_START = 2
 
 
 def _failed(
