@@ -47,6 +47,9 @@ class ConsoleNotifier:
     def describe(settings: Mapping[str, Any]) -> str:
         return "console (standard output)"
 
+    def preview(self, delivery: Delivery) -> tuple[str, list[str]]:
+        return render(delivery), []
+
     async def send(self, delivery: Delivery, client: httpx.AsyncClient) -> None:
         stream = self.stream or sys.stdout
         try:

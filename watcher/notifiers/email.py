@@ -146,6 +146,10 @@ class EmailNotifier:
             )
         return smtplib.SMTP(s["host"], s["port"], timeout=s["timeout"])
 
+    def preview(self, delivery: Delivery) -> tuple[str, list[str]]:
+        message = render(delivery, self.settings["from"], self.settings["to"])
+        return message.as_string(), []
+
     async def send(self, delivery: Delivery, client: httpx.AsyncClient) -> None:
         """Send in a worker thread (smtplib blocks), bounded in total, not only per read."""
         message = render(delivery, self.settings["from"], self.settings["to"])

@@ -7,6 +7,7 @@ link, and every text is cut to Block Kit's limits so Slack never rejects it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -84,6 +85,25 @@ def render(delivery: Delivery) -> dict[str, Any]:
     return {"text": fallback_text(delivery.feed, talk), "blocks": blocks}
 
 
+MAX_BLOCKS = 50
+
+
+def problems(message: dict[str, Any]) -> list[str]:
+    """How a message breaks Slack's documented limits (none, as rendered by `render`)."""
+    found = []
+    blocks = message.get("blocks", [])
+    if len(blocks) > MAX_BLOCKS:
+        found.append(f"{len(blocks)} blocks, over Slack's {MAX_BLOCKS}")
+    if len(message.get("text", "")) > FALLBACK_CHARS:
+        found.append(f"text over {FALLBACK_CHARS} characters")
+    for block in blocks:
+        text = block.get("text", {}).get("text", "")
+        limit = HEADER_CHARS if block["type"] == "header" else SECTION_CHARS
+        if len(text) > limit:
+            found.append(f"a {block['type']} block's text over {limit} characters")
+    return found
+
+
 def fallback_text(feed: str, talk: Talk) -> str:
     parts = [f"New talk: {talk.title}"]
     if talk.speaker:
@@ -121,6 +141,10 @@ class SlackNotifier:
     @staticmethod
     def describe(settings: Mapping[str, Any]) -> str:
         return f"slack {redact_url(settings['url'])}"
+
+    def preview(self, delivery: Delivery) -> tuple[str, list[str]]:
+        message = render(delivery)
+        return json.dumps(message, indent=2, ensure_ascii=False), problems(message)
 
     async def send(self, delivery: Delivery, client: httpx.AsyncClient) -> None:
         await post_json(client, self.url, json_bytes(render(delivery)), timeout=self.timeout)

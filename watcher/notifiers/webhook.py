@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -81,6 +82,9 @@ class WebhookNotifier:
     def describe(settings: Mapping[str, Any]) -> str:
         signed = ", signed" if settings["secret"] else ""
         return f"webhook {redact_url(settings['url'])}{signed}"
+
+    def preview(self, delivery: Delivery) -> tuple[str, list[str]]:
+        return json.dumps(render(delivery), indent=2, ensure_ascii=False), []
 
     async def send(self, delivery: Delivery, client: httpx.AsyncClient) -> None:
         body = json_bytes(render(delivery))
