@@ -13,6 +13,7 @@ from watcher import __version__, logs
 from watcher.commands import EXIT_FAILED, EXIT_USAGE
 from watcher.commands.reading import cmd_check_config, cmd_inspect, cmd_preview, cmd_test_notify
 from watcher.commands.running import (
+    cmd_backfill,
     cmd_poll,
     cmd_prune,
     cmd_redeliver,
@@ -132,6 +133,20 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("feed", metavar="FEED", help="a feed of the config")
     preview.add_argument("--dest", metavar="NAME", help="only this destination")
     preview.add_argument("--last", type=int, default=1, metavar="N", help="the N newest (1)")
+    backfill = with_config(
+        commands.add_parser(
+            "backfill",
+            help="queue talks already seen (the newest N, or since a date) for delivery",
+        )
+    )
+    backfill.add_argument("feed", metavar="FEED", help="a feed of the config")
+    which = backfill.add_mutually_exclusive_group(required=True)
+    which.add_argument("--last", type=int, metavar="N", help="the N newest talks")
+    which.add_argument("--since", metavar="DATE", help="the talks published since DATE")
+    backfill.add_argument("--dest", metavar="NAME", help="only this destination")
+    backfill.add_argument(
+        "--force", action="store_true", help="also to destinations that accepted them before"
+    )
     prune = with_config(
         commands.add_parser(
             "prune", help="remove the state of feeds no longer in the config (not while it runs)"
@@ -195,6 +210,7 @@ COMMANDS = {
     "redeliver": cmd_redeliver,
     "reload": cmd_reload,
     "prune": cmd_prune,
+    "backfill": cmd_backfill,
     "preview": cmd_preview,
     "test-notify": cmd_test_notify,
 }

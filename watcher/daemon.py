@@ -6,15 +6,16 @@ import asyncio
 import functools
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from watcher.app import Watcher
+from watcher.backfill import backfill, selection
 from watcher.clock import iso, utcnow
 from watcher.config import Config, FeedConfig, load_config
 from watcher.events import Observers
@@ -87,7 +88,7 @@ class Daemon:
                 if self.config.listen:
                     from watcher.server import build_app, serve  # uvicorn: only with a listen
 
-                    app = build_app(self.live, self.metrics, self.redeliver)
+                    app = build_app(self.live, self.metrics, self.redeliver, self.backfill)
                     http_side = await serve(app, *self.config.listen)
                     store.announce(http_side.address)
                     log.info(
@@ -184,6 +185,17 @@ class Daemon:
         log.info("re-queued %d dead-lettered deliveries", count)
         self.watcher.deliverer.kick([destination] if destination else self.config.destinations)
         return count
+
+    async def backfill(self, request: Mapping[str, Any]) -> int:
+        """Queue seen talks again (`watcher backfill` asks through the HTTP side)."""
+        feed = next((f for f in self.config.feeds if f.name == request.get("feed")), None)
+        if feed is None:
+            raise ConfigError(f"no feed named {request.get('feed')!r}")
+        chosen = selection(request)
+        queued = await backfill(self.watcher.store, self.watcher.client, self.config, feed, chosen)
+        log.info("backfill of feed %s: queued %d deliveries", feed.name, len(queued))
+        self.watcher.deliverer.kick({delivery.destination for delivery in queued})
+        return len(queued)
 
     async def _shut_down(self, deliveries: asyncio.Task[None]) -> None:
         log.info("stopping: no new polls; waiting up to %gs for work in flight", SHUTDOWN_GRACE)

@@ -14,7 +14,8 @@ import ipaddress
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -39,7 +40,10 @@ ADMIN_TOKEN_VARIABLE = "WATCHER_ADMIN_TOKEN"
 
 
 def build_app(
-    live: Live, metrics: Metrics, redeliver: Callable[[str | None], int] | None = None
+    live: Live,
+    metrics: Metrics,
+    redeliver: Callable[[str | None], int] | None = None,
+    backfill: Callable[[Mapping[str, Any]], Awaitable[int]] | None = None,
 ) -> Starlette:
     async def healthz(request: Request) -> Response:
         healthy, body = live.health()
@@ -75,8 +79,19 @@ def build_app(
             return JSONResponse({"error": error}, status_code=404)
         return JSONResponse({"requeued": redeliver(destination)})
 
+    async def backfill_seen(request: Request) -> Response:
+        """Admin: queue seen talks again (`watcher backfill` through the daemon)."""
+        if backfill is None or not _admin(request):
+            return JSONResponse({"error": "forbidden"}, status_code=403)
+        try:
+            body = await request.json()
+            return JSONResponse({"queued": await backfill(body)})
+        except (ValueError, WatcherError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+
     routes = [
         Route("/redeliver", redeliver_dead, methods=["POST"]),
+        Route("/backfill", backfill_seen, methods=["POST"]),
         Route("/healthz", healthz),
         Route("/metrics", metrics_text),
         Route("/status.json", status),

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from watcher.app import Watcher
+from watcher.backfill import Selection, backfill, selection
 from watcher.clock import iso, utcnow
 from watcher.config import Config, FeedConfig
 from watcher.errors import WatcherError
@@ -208,3 +209,52 @@ def _read_status(config: Config) -> dict[str, Any]:
         note = f"the daemon (pid {running.pid}) did not answer at {running.address}: {exc}"
         log.warning("%s; reading the state files", note)
         return status_from_files(config, utcnow(), note)
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """Through the running daemon if one holds the state, else here, then deliver."""
+    config = config_of(args)
+    feed = next((feed for feed in config.feeds if feed.name == args.feed), None)
+    if feed is None:
+        known = ", ".join(feed.name for feed in config.feeds)
+        raise ConfigError(f"{config.path}: no feed named {args.feed!r} (feeds: {known})")
+    if args.dest and args.dest not in feed.notify:
+        raise ConfigError(
+            f"{config.path}: feed {feed.name} does not notify {args.dest!r}"
+            f" (it notifies: {', '.join(feed.notify)})"
+        )
+    request = {
+        "feed": feed.name,
+        "last": args.last,
+        "since": args.since,
+        "destinations": [args.dest] if args.dest else [],
+        "force": args.force,
+    }
+    chosen = selection(request)  # a bad --since is said here, before any daemon is asked
+    running = holder(config.state)
+    if running is not None:
+        if running.address is None:
+            log.error(
+                "%s: the daemon (pid %d) holds the state and has no [watcher] listen to be"
+                " asked; stop it, or give it one",
+                config.state,
+                running.pid,
+            )
+            return EXIT_FAILED
+        answer = _ask(running.address, "POST", "/backfill", request)
+        log.info("the daemon queued %d deliveries", answer["queued"])
+        return EXIT_OK
+    return asyncio.run(_backfill(config, feed, chosen))
+
+
+async def _backfill(config: Config, feed: FeedConfig, chosen: Selection) -> int:
+    store = Store(config.state)
+    try:
+        async with new_client(config.timeout) as client:
+            queued = await backfill(store, client, config, feed, chosen)
+            log.info("queued %d deliveries", len(queued))
+            result = await Watcher(config, store, client, utcnow).drain()
+    finally:
+        store.close()
+    log.info("delivered %d; %d failed and stay queued", result.sent, result.failed + result.dead)
+    return EXIT_FAILED if result.failed or result.dead else EXIT_OK

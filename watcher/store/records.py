@@ -100,6 +100,7 @@ class SeenTalk:
     keys: tuple[str, ...]
     first_seen: str | None = None
     absent_since: str | None = None  # when the feed stopped listing it
+    delivered: tuple[str, ...] = ()  # the destinations that accepted it (for backfill)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     REQUIRED = ("guid", "keys")
@@ -108,10 +109,14 @@ class SeenTalk:
     def from_row(cls, row: Mapping[str, Any]) -> SeenTalk:
         known, extra = _split(cls, row)
         known["keys"] = tuple(known["keys"])
+        known["delivered"] = tuple(known.get("delivered") or ())
         return cls(**known, extra=extra)
 
     def to_row(self) -> Row:
-        return {**_row(self), "keys": list(self.keys)}
+        row = {**_row(self), "keys": list(self.keys), "delivered": list(self.delivered)}
+        if not self.delivered:
+            del row["delivered"]  # the rows of talks never delivered stay as they were
+        return row
 
 
 def delivery_id(feed: str, guid: str, destination: str) -> str:

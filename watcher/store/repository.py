@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from tinydb import Query
 
@@ -188,6 +188,10 @@ class Store:
         keys = frozenset(key for talk in seen for key in talk.keys)
         return LoadedFeed(self.feed_state(feed), keys, len(seen))
 
+    def seen_talks(self, feed: str) -> list[SeenTalk]:
+        file = self._feeds.get(feed)
+        return [SeenTalk.from_row(row) for row in file.rows("seen")] if file else []
+
     def feed_state(self, feed: str) -> FeedState:
         return self._states.get(feed) or FeedState(feed)
 
@@ -266,6 +270,9 @@ class Store:
             return
         with self._changing(entry.feed) as file:
             file["outbox"].remove(Query().id == delivery_id)
+            if entry.alert is None:  # noted on the talk, in the same write
+                talk = Query()
+                file["seen"].update(_delivered_to(entry.destination), talk.guid == entry.talk.guid)
         del self._outbox[delivery_id]
 
     def update_deliveries(self, entries: Iterable[OutboxEntry]) -> None:
@@ -332,3 +339,10 @@ def updated_seen(seen: list[SeenTalk], commit: FeedCommit) -> tuple[list[SeenTal
                 continue
         kept.append(talk)
     return kept, forgotten
+
+
+def _delivered_to(destination: str) -> Callable[[MutableMapping[str, Any]], None]:
+    def note(row: MutableMapping[str, Any]) -> None:
+        row["delivered"] = sorted({*row.get("delivered", ()), destination})
+
+    return note
