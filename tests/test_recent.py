@@ -1,0 +1,99 @@
+"""The recent talks: what the status page lists after the outbox forgets a delivery.
+Kept by the store in the main file's `recent` table (the last 50 talks queued, each
+with what became of its deliveries), written with `flush()`, read back by a new store
+and by `read_snapshot`; a state file from before them loads unchanged."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tests.store_helpers import delivery, queue, record
+from watcher.events import DeliveryEvent, DeliveryOutcome
+from watcher.store import RECENT_TALKS, DeliveryFate, Fate, Store, read_snapshot
+
+AT = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+STAMP = "2026-06-01T12:00:00.000000Z"
+FIXTURE = Path(__file__).parent / "fixtures" / "state-v2"
+
+
+def event(guid: str, destination: str, outcome: DeliveryOutcome, error: str | None = None):
+    return DeliveryEvent(destination, "talks", guid, outcome, AT, error)
+
+
+def test_queued_talks_and_their_fates_are_written_by_flush_and_read_back(tmp_path):
+    state = tmp_path / "state.json"
+    store = Store(state, lock=False)
+    record(
+        store,
+        "talks",
+        deliveries=[delivery("talks", "a", "hook"), delivery("talks", "a", "mail", id="m-a")],
+    )
+    queue(store, ("talks", "b"))
+    store.note_delivery(event("a", "hook", DeliveryOutcome.SENT))
+    store.note_delivery(event("a", "mail", DeliveryOutcome.DEAD, "HTTP 400 Bad Request"))
+    store.note_delivery(event("b", "hook", DeliveryOutcome.RETRIED, "HTTP 503"))
+    store.note_delivery(event("never-queued", "hook", DeliveryOutcome.SENT))
+    expected = {
+        ("talks", "a"): {
+            "hook": DeliveryFate(Fate.DELIVERED, STAMP),
+            "mail": DeliveryFate(Fate.DEAD, STAMP, "HTTP 400 Bad Request"),
+        },
+        ("talks", "b"): {"hook": DeliveryFate(Fate.RETRYING, STAMP, "HTTP 503")},
+    }
+    live = store.snapshot().recent
+    assert {talk.key: dict(talk.destinations) for talk in live} == expected
+    assert [talk.talk.title for talk in live] == ["a", "b"], "oldest first"
+    assert "recent" not in json.loads(state.read_text()), "written lazily, with flush()"
+    store.close()
+
+    again = Store(state, lock=False)
+    assert again.snapshot().recent == live
+    again.close()
+    from_files = read_snapshot(state).recent
+    assert from_files == live
+    assert from_files[0].queued_at == "2026-01-01T00:00:00Z"
+
+
+def test_redelivering_a_dead_letter_makes_it_queued_again(tmp_path):
+    store = Store(tmp_path / "state.json", lock=False)
+    queue(store, ("talks", "a"))
+    [entry] = store.pending("hook")
+    store.note_delivery(event("a", "hook", DeliveryOutcome.DEAD, "HTTP 410"))
+    store.update_deliveries([dataclasses.replace(entry, dead=True, attempts=1)])
+    assert store.requeue_dead("hook", STAMP) == 1
+    [recent] = store.snapshot().recent
+    assert recent.destinations == {"hook": DeliveryFate(Fate.QUEUED)}
+    store.close()
+
+
+def test_only_the_last_talks_are_kept(tmp_path):
+    state = tmp_path / "state.json"
+    store = Store(state, lock=False)
+    queue(store, *[("talks", f"t{n}") for n in range(RECENT_TALKS + 7)])
+    store.close()
+    kept = read_snapshot(state).recent
+    assert len(kept) == RECENT_TALKS
+    assert [talk.talk.guid for talk in kept] == [f"t{n}" for n in range(7, RECENT_TALKS + 7)]
+
+
+def test_a_state_file_from_before_them_loads_unchanged_and_gains_them(tmp_path):
+    shutil.copytree(FIXTURE, tmp_path / "state")
+    state = tmp_path / "state" / "watcher.json"
+    before = state.read_text()
+    assert "recent" not in json.loads(before)
+    store = Store(state, lock=False)
+    assert store.snapshot().recent == []
+    store.close()
+    assert state.read_text() == before
+    assert read_snapshot(state).recent == []
+
+    store = Store(state, lock=False)
+    record(store, "talks", deliveries=[delivery("talks", "t9")])
+    store.close()
+    data = json.loads(state.read_text())
+    assert [row["talk"]["guid"] for row in data["recent"].values()] == ["t9"]
+    assert data["destinations"] == json.loads(before)["destinations"], "the rest kept"
