@@ -11,6 +11,7 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tests.conftest import add_talk, one_feed, watcher_command, webhook_table, write_config
 from tests.store_helpers import delivery, queue, record
 from watcher.events import DeliveryEvent, DeliveryOutcome
 from watcher.store import RECENT_TALKS, DeliveryFate, Fate, Store, read_snapshot
@@ -97,3 +98,38 @@ def test_a_state_file_from_before_them_loads_unchanged_and_gains_them(tmp_path):
     data = json.loads(state.read_text())
     assert [row["talk"]["guid"] for row in data["recent"].values()] == ["t9"]
     assert data["destinations"] == json.loads(before)["destinations"], "the rest kept"
+
+
+def test_last_new_talk_is_set_by_a_poll_that_queues_new_talks_not_by_the_first(
+    tmp_path, feed_host, webhook
+):
+    body = one_feed(feed_host.url, webhook_table("hook", webhook.url), feed="notify_existing = 1")
+    write_config(tmp_path, body)
+
+    def status() -> dict:
+        result = watcher_command("status", "--config", "watcher.toml", "--json", cwd=tmp_path)
+        return json.loads(result.stdout)
+
+    assert watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path).returncode == 0
+    [feed] = status()["feeds"]
+    assert len(webhook.received) == 1, "the newest talk, announced by the first poll"
+    assert feed["last_new_talk"] is None and feed["quiet_for_seconds"] is None, "the baseline"
+    feed_host.set_body(
+        add_talk(
+            feed_host.body, "NEWTALK0001", "Fresh | Ada | NewConf", "Tue, 09 Jun 2026 10:00:00 GMT"
+        )
+    )
+    assert watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path).returncode == 0
+    assert len(webhook.received) == 2
+    report = status()
+    [feed] = report["feeds"]
+    assert feed["last_new_talk"] and feed["last_new_talk"] <= report["generated"]
+    assert 0 <= feed["quiet_for_seconds"] < 60
+    recent, first = report["recent_talks"]
+    assert first["title"] == webhook.received[0]["talk"]["title"], "newest first"
+    assert (recent["title"], recent["speaker"], recent["event"]) == ("Fresh", "Ada", "NewConf")
+    [fate] = recent["deliveries"]
+    assert fate["destination"] == "hook" and fate["state"] == "delivered" and fate["at"]
+    assert watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path).returncode == 0
+    [again] = status()["feeds"]
+    assert again["last_new_talk"] == feed["last_new_talk"], "a poll with nothing new keeps it"

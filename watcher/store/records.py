@@ -70,6 +70,7 @@ class FeedState:
     alerted: str | None = None  # the alert in force: "failing" or "quiet" (watcher.alerts)
     newest_talk: str | None = None  # the newest talk's publication, as last read
     median_gap: float | None = None  # seconds between its talks, as last read
+    last_new_talk: str | None = None  # when a poll (not the first) last queued new talks
     last_poll: str | None = None  # activity: kept in the main file
     last_success: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
