@@ -11,8 +11,19 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.conftest import add_talk, one_feed, watcher_command, webhook_table, write_config
+import httpx
+
+from tests.conftest import (
+    FeedHost,
+    Recorder,
+    add_talk,
+    one_feed,
+    watcher_command,
+    webhook_table,
+    write_config,
+)
 from tests.store_helpers import delivery, queue, record
+from tests.test_service import address_of, wait_until
 from watcher.events import DeliveryEvent, DeliveryOutcome
 from watcher.store import RECENT_TALKS, DeliveryFate, Fate, Store, read_snapshot
 
@@ -133,3 +144,41 @@ def test_last_new_talk_is_set_by_a_poll_that_queues_new_talks_not_by_the_first(
     assert watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path).returncode == 0
     [again] = status()["feeds"]
     assert again["last_new_talk"] == feed["last_new_talk"], "a poll with nothing new keeps it"
+
+
+def test_a_restart_keeps_the_recent_talks_and_when_they_were_delivered(
+    tmp_path, httpserver, daemons
+):
+    feed, hook = FeedHost(httpserver), Recorder(httpserver, "/hook")
+    write_config(
+        tmp_path,
+        one_feed(
+            feed.url,
+            webhook_table("hook", hook.url),
+            watcher='listen = "127.0.0.1:0"\ninterval = "1h"',
+            feed="notify_existing = 2",
+        ),
+    )
+
+    def recent(daemon) -> list[dict]:
+        address = address_of(tmp_path, daemon)
+        return httpx.get(f"{address}/status.json", timeout=5).json()["recent_talks"]
+
+    first = daemons(tmp_path, "--config", "watcher.toml")
+    wait_until(lambda: len(hook.received) == 2, "2 deliveries")
+    wait_until(
+        lambda: [d["state"] for t in recent(first) for d in t["deliveries"]] == ["delivered"] * 2,
+        "both delivered in the status",
+    )
+    before = recent(first)
+    sent = [message["talk"]["title"] for message in hook.received]  # oldest first
+    assert [talk["title"] for talk in before] == sent[::-1], "newest first"
+    assert first.stop() == 0
+    (tmp_path / "state.json.lock").unlink(missing_ok=True)  # its address: the next one's
+
+    second = daemons(tmp_path, "--config", "watcher.toml")
+    wait_until(lambda: len(feed.requests) == 2, "the second daemon's poll")
+    after = recent(second)
+    assert after == before, "the same talks, delivered at the same times"
+    assert len(hook.received) == 2, "nothing sent again"
+    assert second.stop() == 0
