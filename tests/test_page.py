@@ -8,7 +8,9 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import lxml.html
 
@@ -162,3 +164,9 @@ def test_times_in_words():
         "unknown",
     ]
     assert [clock(s) for s in (59, 3250, 3723, None)] == ["0:59", "54:10", "1:02:03", ""]
+
+
+def test_the_readme_states_the_policy_sent():
+    readme = " ".join((Path(__file__).parent.parent / "README.md").read_text().split())
+    stated = re.sub(r"'sha256-[^']+'", "'sha256-…'", CONTENT_SECURITY_POLICY)
+    assert f"`Content-Security-Policy: {stated}`" in readme
