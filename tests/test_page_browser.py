@@ -21,7 +21,7 @@ import pytest
 from werkzeug import Response
 
 from tests.conftest import Recorder, one_feed, webhook_table, write_config
-from tests.test_service import address_of, wait_until
+from tests.test_service import address_of
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -164,7 +164,7 @@ def test_the_status_page_in_a_real_browser(tmp_path, httpserver, daemons, browse
     )
     daemon = daemons(tmp_path, "--config", "watcher.toml")
     address = address_of(tmp_path, daemon)
-    wait_until(lambda: len(hook.received) == 3, "3 deliveries to the webhook")
+    daemon.wait_for(lambda: len(hook.received) == 3, "3 deliveries to the webhook")
     assert {talk["talk"]["title"] for talk in hook.received} >= {HOSTILE}
 
     def settled() -> bool:
@@ -172,7 +172,7 @@ def test_the_status_page_in_a_real_browser(tmp_path, httpserver, daemons, browse
         states = {(d["destination"], d["state"]) for t in talks for d in t["deliveries"]}
         return len(talks) == 3 and states == {("hook", "delivered"), ("rejecting", "dead-lettered")}
 
-    wait_until(settled, "the deliveries' outcomes in the status")
+    daemon.wait_for(settled, "the deliveries' outcomes in the status")
 
     response = httpx.get(f"{address}/", timeout=5)
     policy = response.headers["content-security-policy"]
@@ -207,7 +207,7 @@ def test_the_status_page_in_a_real_browser(tmp_path, httpserver, daemons, browse
 
     body = browser.find_element(By.TAG_NAME, "body")
     assert body.value_of_css_property("max-width") == "960px", "the style ran under the CSP"
-    wait_until(
+    daemon.wait_for(
         lambda: browser.execute_script(
             "return [...document.images].every(i => i.complete && i.naturalWidth > 0)"
         ),

@@ -315,8 +315,11 @@ class Store:
     # recent talks
 
     def _remember(self, queued: Iterable[OutboxEntry]) -> None:
-        """Keep the talks just queued among the recent ones (the last RECENT_TALKS)."""
+        """Keep the talks just queued among the recent ones (the last RECENT_TALKS); an
+        alert is no talk, and is left out."""
         for entry in queued:
+            if entry.alert is not None:
+                continue
             key = (entry.feed, entry.talk.guid)
             talk = self._recent.pop(key, None) or RecentTalk(entry.feed, entry.talk, entry.created)
             fates = {**talk.destinations, entry.destination: DeliveryFate(Fate.QUEUED)}
