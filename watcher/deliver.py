@@ -259,6 +259,7 @@ class Deliverer:
         said = _SAID.get(attempt.outcome, DeliveryOutcome.RETRIED)
         guid = str(entry.talk.guid)
         event = DeliveryEvent(name, entry.feed, guid, said, self.clock(), attempt.error)
+        self.store.note_delivery(event)  # for the status page's recent talks
         self.observers.emit(event)
 
     def _down(self, name: str, now: datetime) -> bool:

@@ -270,8 +270,11 @@ def _commit(
     state, as one write."""
     stamp = iso(now)
     seen = [*changes.new, *changes.quiet]
+    # A first poll's talks were there before the watcher: they say nothing of how often
+    # the feed brings new ones.
+    last_new_talk = stamp if announced and state.baselined else state.last_new_talk
     return FeedCommit(
-        dataclasses.replace(state, baselined=True),
+        dataclasses.replace(state, baselined=True, last_new_talk=last_new_talk),
         at=stamp,
         seen=[SeenTalk(talk.guid, tuple(sorted(keys)), stamp) for talk, keys in seen],
         rekeyed=changes.rekeyed,

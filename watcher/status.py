@@ -16,7 +16,7 @@ from typing import Any
 from watcher.clock import iso
 from watcher.config import Config
 from watcher.schema import redact_feed_url
-from watcher.store import DestinationState, FeedState, Snapshot, read_snapshot
+from watcher.store import DestinationState, Fate, FeedState, Snapshot, read_snapshot
 
 
 def status_from_files(config: Config, now: datetime, daemon: str | None = None) -> dict[str, Any]:
@@ -57,6 +57,8 @@ def collect_status(
                 "consecutive_failures": state.failures,
                 "talks_seen": snapshot.talks_seen.get(feed.name, 0),
                 "discovered_url": _discovered(state, feed.url),
+                "last_new_talk": state.last_new_talk,
+                "quiet_for_seconds": _since(state.last_new_talk, now),
             }
         )
     destinations = [
@@ -78,6 +80,7 @@ def collect_status(
         "feeds": feeds,
         "destinations": destinations,
         "leftover_feeds": leftover,  # state kept of feeds no longer in the config
+        "recent_talks": recent_talks(snapshot),
     }
 
 
@@ -111,6 +114,54 @@ def _destination(name: str, target: str, snapshot: Snapshot, removed: bool) -> d
         "last_success": fared.last_success,
         "last_error": fared.last_error,
     }
+
+
+def recent_talks(snapshot: Snapshot) -> list[dict[str, Any]]:
+    """The last talks queued, newest first, and what became of each delivery: the outbox
+    says which are still queued, retrying or dead-lettered (it is written at once); the
+    recent talks (written once a minute) say when the others were delivered."""
+    outbox = {(e.feed, e.talk.guid, e.destination): e for e in snapshot.outbox}
+    talks = []
+    for recent in reversed(snapshot.recent):
+        talk = recent.talk
+        deliveries = []
+        for name, fate in recent.destinations.items():
+            entry = outbox.get((recent.feed, talk.guid, name))
+            state, at, error = fate.state, fate.at, fate.error
+            if entry is not None:
+                state = Fate.RETRYING if entry.attempts else Fate.QUEUED
+                state = Fate.DEAD if entry.dead else state
+                at = entry.dead_at if entry.dead else entry.next_attempt
+                error = entry.last_error
+            elif state is not Fate.DELIVERED:  # gone from the queue: it was accepted
+                state, at, error = Fate.DELIVERED, None, None
+            deliveries.append({"destination": name, "state": str(state), "at": at, "error": error})
+        talks.append(
+            {
+                "feed": recent.feed,
+                "guid": talk.guid,
+                "title": talk.title,
+                "speaker": talk.speaker,
+                "event": talk.event,
+                "slide_count": talk.slide_count,
+                "duration": talk.duration,
+                "duration_is_partial": talk.duration_is_partial,
+                "published": talk.published,
+                "url": talk.url,
+                "video_url": talk.video_url,
+                "thumbnail": talk.thumbnail,
+                "queued_at": recent.queued_at,
+                "deliveries": deliveries,
+            }
+        )
+    return talks
+
+
+def _since(stamp: str | None, now: datetime) -> int | None:
+    """Whole seconds from `stamp` to `now`, or None without a stamp."""
+    if not stamp:
+        return None
+    return max(int((now - datetime.fromisoformat(stamp)).total_seconds()), 0)
 
 
 def _discovered(state: FeedState, url: str) -> str | None:

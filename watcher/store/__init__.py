@@ -3,7 +3,8 @@
 One job per module, following the data:
 
 - `records`: the schema, one typed record per kind of row (`FeedState`,
-  `SeenTalk`, `OutboxEntry`, `DestinationState`), each with its row form.
+  `SeenTalk`, `OutboxEntry`, `DestinationState`, `RecentTalk`), each with its
+  row form.
 - `files`: atomic writes that keep the previous version, the shape check, the
   one-writer lock, the sweep of a killed writer's temporary files.
 - `tables`: a TinyDB file read once and written once per change.
@@ -25,25 +26,33 @@ from watcher.store.files import (
     sweep_temporary_files,
 )
 from watcher.store.records import (
+    RECENT_TALKS,
     SCHEMA_VERSION,
+    DeliveryFate,
     DestinationState,
+    Fate,
     FeedState,
     NewDelivery,
     OutboxEntry,
+    RecentTalk,
     SeenTalk,
 )
 from watcher.store.repository import FeedCommit, LoadedFeed, Store
 from watcher.store.snapshot import Snapshot, read_snapshot
 
 __all__ = [
+    "RECENT_TALKS",
     "SCHEMA_VERSION",
     "AtomicJSONStorage",
+    "DeliveryFate",
     "DestinationState",
+    "Fate",
     "FeedCommit",
     "FeedState",
     "LoadedFeed",
     "NewDelivery",
     "OutboxEntry",
+    "RecentTalk",
     "SeenTalk",
     "Snapshot",
     "Store",

@@ -3,9 +3,11 @@
 A feed's file holds three tables: `feed` (its `FeedState`, one row), `seen` (a
 `SeenTalk` per talk) and `outbox` (an `OutboxEntry` per queued delivery). The
 main file holds `meta` (the schema version), `destinations` (a
-`DestinationState` each) and `activity` (when each feed was last polled and
+`DestinationState` each), `activity` (when each feed was last polled and
 last succeeded: written each poll, needed by nobody to decide anything, so kept
-apart and written with `Store.flush()`).
+apart and written with `Store.flush()`) and `recent` (a `RecentTalk` for each of
+the last talks queued, and what became of each of its deliveries: for the status
+page, deciding nothing, written with `Store.flush()` too).
 
 A field a record does not know (written by a newer watcher of the same schema,
 or by hand) is kept in `extra` and written back as it was.
@@ -17,6 +19,7 @@ import dataclasses
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from watcher.notifiers.base import Alert
@@ -67,6 +70,7 @@ class FeedState:
     alerted: str | None = None  # the alert in force: "failing" or "quiet" (watcher.alerts)
     newest_talk: str | None = None  # the newest talk's publication, as last read
     median_gap: float | None = None  # seconds between its talks, as last read
+    last_new_talk: str | None = None  # when a poll (not the first) last queued new talks
     last_poll: str | None = None  # activity: kept in the main file
     last_success: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -202,8 +206,83 @@ class DestinationState:
         return _row(self)
 
 
+RECENT_TALKS = 50  # how many recent talks the main file keeps
+
+
+class Fate(StrEnum):
+    """What became of a recent talk's delivery to one destination."""
+
+    QUEUED = "queued"
+    RETRYING = "retrying"
+    DELIVERED = "delivered"
+    DEAD = "dead-lettered"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFate:
+    """A recent talk's delivery to one destination: its state, since when (delivered or
+    dead-lettered at, or the last failure), and the last error."""
+
+    state: Fate = Fate.QUEUED
+    at: str | None = None
+    error: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> DeliveryFate:
+        try:
+            state = Fate(str(row.get("state")))
+        except ValueError:  # written by a newer watcher, or by hand
+            state = Fate.QUEUED
+        return cls(state, row.get("at"), row.get("error"))
+
+    def to_row(self) -> Row:
+        return {"state": str(self.state), "at": self.at, "error": self.error}
+
+
+@dataclass(frozen=True, slots=True)
+class RecentTalk:
+    """A talk queued lately, kept after its deliveries leave the outbox: what the status
+    page lists. Deciding nothing, it is written with `Store.flush()`."""
+
+    feed: str
+    talk: Talk
+    queued_at: str
+    destinations: Mapping[str, DeliveryFate] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    REQUIRED = ("feed", "talk", "queued_at")
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.feed, self.talk.guid
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> RecentTalk:
+        known, extra = _split(cls, row)
+        known["talk"] = Talk.from_dict(known.get("talk") or {})
+        fates = known.get("destinations") or {}
+        known["destinations"] = {
+            str(name): DeliveryFate.from_row(fate)
+            for name, fate in fates.items()
+            if isinstance(fate, Mapping)
+        }
+        return cls(**known, extra=extra)
+
+    def to_row(self) -> Row:
+        return {
+            **_row(self),
+            "talk": self.talk.to_dict(),
+            "destinations": {name: fate.to_row() for name, fate in self.destinations.items()},
+        }
+
+
 # The fields each table's rows must have, checked on reading a file.
-MAIN_FIELDS = {"meta": ("schema_version",), "destinations": ("name",), "activity": ("name",)}
+MAIN_FIELDS = {
+    "meta": ("schema_version",),
+    "destinations": ("name",),
+    "activity": ("name",),
+    "recent": RecentTalk.REQUIRED,
+}
 FEED_FIELDS = {
     "feed": ("name",),
     "seen": SeenTalk.REQUIRED,

@@ -25,6 +25,8 @@ from typing import IO, Any
 
 from tinydb import Query
 
+from watcher.clock import iso
+from watcher.events import DeliveryEvent, DeliveryOutcome
 from watcher.store.files import (
     StoreError,
     acquire_lock,
@@ -38,11 +40,15 @@ from watcher.store.migrate import migrate_v1
 from watcher.store.records import (
     FEED_FIELDS,
     MAIN_FIELDS,
+    RECENT_TALKS,
     SCHEMA_VERSION,
+    DeliveryFate,
     DestinationState,
+    Fate,
     FeedState,
     NewDelivery,
     OutboxEntry,
+    RecentTalk,
     SeenTalk,
 )
 from watcher.store.snapshot import Snapshot
@@ -93,6 +99,8 @@ class Store:
         self._destinations = {
             row["name"]: DestinationState.from_row(row) for row in self.main.rows("destinations")
         }
+        recent = map(RecentTalk.from_row, self.main.rows("recent"))
+        self._recent = {talk.key: talk for talk in recent}
         self._lazy_dirty = False
         self._changing_feed: str | None = None
         self._feeds: dict[str, TableFile] = {}
@@ -147,12 +155,13 @@ class Store:
 
     def flush(self) -> None:
         """Write what is kept in memory between flushes: when each feed was last polled,
-        and how each destination fared (neither decides anything)."""
+        how each destination fared, and the recent talks (none of them decides anything)."""
         if not self._lazy_dirty:
             return
         with self.main.change():
             self.main.replace("activity", list(self._activity.values()))
             self.main.replace("destinations", [d.to_row() for d in self._destinations.values()])
+            self.main.replace("recent", [talk.to_row() for talk in self._recent.values()])
         self._lazy_dirty = False
 
     def release(self, feed: str) -> None:
@@ -199,7 +208,11 @@ class Store:
         """What the state says now, from memory: what the daemon serves as its status."""
         outbox = sorted(self._outbox.values(), key=lambda entry: entry.seq)
         return Snapshot(
-            dict(self._states), dict(self._talks_seen), outbox, dict(self._destinations)
+            dict(self._states),
+            dict(self._talks_seen),
+            outbox,
+            dict(self._destinations),
+            list(self._recent.values()),
         )
 
     def commit(self, commit: FeedCommit) -> int:
@@ -222,6 +235,7 @@ class Store:
                 file["outbox"].insert_multiple([entry.to_row() for entry in queued])
         self._outbox.update((entry.id, entry) for entry in queued)
         self._next_seq += len(queued)
+        self._remember(queued)
         self._states[feed] = commit.state
         self._talks_seen[feed] = talks_seen
         self._activity[feed] = commit.state.activity_row()
@@ -301,7 +315,43 @@ class Store:
             )
             for entry in dead
         )
+        for entry in dead:
+            self._mark(entry.feed, entry.talk.guid, entry.destination, DeliveryFate(Fate.QUEUED))
         return len(dead)
+
+    # recent talks
+
+    def _remember(self, queued: Iterable[OutboxEntry]) -> None:
+        """Keep the talks just queued among the recent ones (the last RECENT_TALKS); an
+        alert is no talk, and is left out."""
+        for entry in queued:
+            if entry.alert is not None:
+                continue
+            key = (entry.feed, entry.talk.guid)
+            talk = self._recent.pop(key, None) or RecentTalk(entry.feed, entry.talk, entry.created)
+            fates = {**talk.destinations, entry.destination: DeliveryFate(Fate.QUEUED)}
+            self._recent[key] = dataclasses.replace(talk, destinations=fates)
+            self._lazy_dirty = True
+        for key in list(self._recent)[: max(len(self._recent) - RECENT_TALKS, 0)]:
+            del self._recent[key]
+
+    def note_delivery(self, event: DeliveryEvent) -> None:
+        """Note what came of an attempt to deliver a recent talk; written with `flush()`."""
+        at = iso(event.at)
+        fate = {
+            DeliveryOutcome.SENT: DeliveryFate(Fate.DELIVERED, at),
+            DeliveryOutcome.RETRIED: DeliveryFate(Fate.RETRYING, at, event.error),
+            DeliveryOutcome.DEAD: DeliveryFate(Fate.DEAD, at, event.error),
+        }[event.outcome]
+        self._mark(event.feed, event.guid, event.destination, fate)
+
+    def _mark(self, feed: str, guid: str, destination: str, fate: DeliveryFate) -> None:
+        talk = self._recent.get((feed, guid))
+        if talk is None:  # queued before the talks were kept, or long ago
+            return
+        fates = {**talk.destinations, destination: fate}
+        self._recent[(feed, guid)] = dataclasses.replace(talk, destinations=fates)
+        self._lazy_dirty = True
 
     # destinations
 

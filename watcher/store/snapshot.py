@@ -3,7 +3,7 @@ written atomically, so reading them while the daemon runs is safe."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from watcher.store.records import (
     DestinationState,
     FeedState,
     OutboxEntry,
+    RecentTalk,
 )
 
 
@@ -25,6 +26,7 @@ class Snapshot:
     talks_seen: dict[str, int]
     outbox: list[OutboxEntry]  # in queue order
     destinations: dict[str, DestinationState]
+    recent: list[RecentTalk] = field(default_factory=list)  # oldest first
 
 
 def read_snapshot(path: Path) -> Snapshot:
@@ -52,7 +54,7 @@ def read_snapshot(path: Path) -> Snapshot:
         feeds[name] = FeedState.from_rows(name, row, activity.get(name, {}))
         talks_seen[name] = len(data.get("seen", {}))
         outbox += map(OutboxEntry.from_row, data.get("outbox", {}).values())
-    return Snapshot(feeds, talks_seen, _in_order(outbox), _destinations(main))
+    return Snapshot(feeds, talks_seen, _in_order(outbox), _destinations(main), recent_talks(main))
 
 
 def _snapshot_v1(data: dict[str, Any]) -> Snapshot:
@@ -74,3 +76,10 @@ def _in_order(outbox: list[OutboxEntry]) -> list[OutboxEntry]:
 def _destinations(data: dict[str, Any]) -> dict[str, DestinationState]:
     rows = data.get("destinations", {}).values()
     return {row["name"]: DestinationState.from_row(row) for row in rows}
+
+
+def recent_talks(data: dict[str, Any]) -> list[RecentTalk]:
+    """The main file's recent talks, oldest first (none in a file from before them)."""
+    table = data.get("recent", {})
+    ids = sorted(table, key=lambda doc_id: int(doc_id) if str(doc_id).isdigit() else 0)
+    return [RecentTalk.from_row(table[doc_id]) for doc_id in ids]
