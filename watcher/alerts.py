@@ -48,7 +48,8 @@ def feed_alerts(
     if after.failures and after.failing_since and after.last_error:
         failing_for = (now - datetime.fromisoformat(after.failing_since)).total_seconds()
         limit = feed.alert_after or config.alert_after
-        if before.alerted != "failing" and failing_for >= limit:
+        # A feed gone (410) is polled no more, so it is reported at once, not after a while.
+        if before.alerted != "failing" and (failing_for >= limit or after.gone):
             text = (
                 f"feed {feed.name} has failed for {span(failing_for)} ({after.failures} polls"
                 f" in a row): {after.last_error}"
@@ -105,6 +106,7 @@ class DeadLetterAlerts:
         state = self.store.destination(event.destination)
         if event.outcome is DeliveryOutcome.SENT and state.alerted_dead:
             self.store.save_destination(dataclasses.replace(state, alerted_dead=False))
+            self.store.flush()
             return
         if event.outcome is not DeliveryOutcome.DEAD or event.guid.startswith(ALERT_GUID_PREFIX):
             return
@@ -119,6 +121,7 @@ class DeadLetterAlerts:
         log.warning("destination %s: alert to %s: %s", event.destination, ", ".join(told), text)
         self.store.queue(event.feed, deliveries(event.feed, [alert], told))
         self.store.save_destination(dataclasses.replace(state, alerted_dead=True))
+        self.store.flush()  # written now, as the alert was: a restart does not raise it again
         self.kick(told)
 
 

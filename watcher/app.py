@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -13,12 +14,14 @@ import httpx
 from watcher.alerts import DeadLetterAlerts
 from watcher.config import Config, DeliveryPolicy, FeedConfig
 from watcher.deliver import Deliverer, DrainResult
-from watcher.events import Observers, PollEvent
+from watcher.events import Observers, PollEvent, PollOutcome
 from watcher.logs import log_context
 from watcher.notifiers import build_notifier
 from watcher.notifiers.base import Notifier
 from watcher.poll import PollResult, poll_feed
 from watcher.store import Store
+
+log = logging.getLogger(__name__)
 
 
 def host_key(url: str) -> str:
@@ -78,6 +81,10 @@ class Watcher:
                 result = await poll_feed(
                     feed, self.config, self.store, self.client, self.clock(), respect_backoff
                 )
+            except Exception as exc:  # a bug must fail this feed, never the others' cycle
+                log.exception("feed %s: the poll failed unexpectedly", feed.name)
+                error = f"unexpected {type(exc).__name__}: {exc}"
+                result = PollResult(feed.name, PollOutcome.FAILED, error)
             finally:
                 self.store.release(feed.name)
         self.observers.emit(

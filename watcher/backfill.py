@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,8 @@ from watcher.schema import ConfigError
 from watcher.select import identity_keys, publication_order
 from watcher.store import NewDelivery, Store
 from watcher.store.records import delivery_id
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,13 +43,31 @@ def parse_since(value: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)
 
 
-def selection(request: Mapping[str, Any]) -> Selection:
-    """A backfill's choice from its request (the command's, or the daemon's POST body)."""
-    since = request.get("since")
+def selection(request: Any, feed: FeedConfig) -> Selection:
+    """A backfill's choice from its request (the command's, or the daemon's POST body),
+    checked: a bad one is a ConfigError, which says what."""
+    if not isinstance(request, Mapping):
+        raise ConfigError("backfill: expected a JSON object")
+    last, since = request.get("last"), request.get("since")
+    if (last is None) == (since is None):
+        raise ConfigError("backfill: give one of --last N or --since DATE")
+    if last is not None and (not isinstance(last, int) or isinstance(last, bool) or last < 1):
+        raise ConfigError(f"--last: expected a whole number of talks, 1 or more, got {last!r}")
+    if since is not None and not isinstance(since, str):
+        raise ConfigError(f"--since: expected a date like 2026-06-01, got {since!r}")
+    names = request.get("destinations") or []
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise ConfigError("backfill: destinations: expected a list of names")
+    strangers = [name for name in names if name not in feed.notify]
+    if strangers:
+        notified = ", ".join(feed.notify)
+        raise ConfigError(
+            f"feed {feed.name} does not notify {strangers[0]!r} (it notifies: {notified})"
+        )
     return Selection(
-        last=request.get("last"),
-        since=parse_since(since) if since else None,
-        destinations=tuple(request.get("destinations") or ()),
+        last=last,
+        since=parse_since(since) if since is not None else None,
+        destinations=tuple(names),
         force=bool(request.get("force")),
     )
 
@@ -82,19 +103,29 @@ async def backfill(
     names = chosen.destinations or feed.notify
     filters = [(name, config.destinations[name].filter) for name in names]
     stamp = iso(utcnow())
-    queued = []
+    wanted = []
+    unknown = 0
     for identity, row in reversed(known):  # oldest first: the queue's order
         talk = full.get(identity.guid)
         if talk is None:
             continue
         for name, passes, _ in routes(talk, feed.name, feed.filter, filters):
-            if not passes or (name in row.delivered and not chosen.force):
+            # None: seen before deliveries were recorded; it may have been sent.
+            maybe_sent = row.delivered is None or name in row.delivered
+            if not passes or (maybe_sent and not chosen.force):
+                unknown += passes and row.delivered is None
                 continue
-            # A talk sent before gets a new id when forced: receivers drop a repeated id.
-            named = row.guid if name not in row.delivered else f"{row.guid}\nbackfill {stamp}"
+            # A talk maybe sent before gets a new id when forced: receivers drop repeats.
+            named = f"{row.guid}\nbackfill {stamp}" if maybe_sent else row.guid
             talk_seen = dataclasses.replace(talk, guid=row.guid)  # as it was announced
-            queued.append(
+            wanted.append(
                 NewDelivery(delivery_id(feed.name, named, name), feed.name, name, talk_seen, stamp)
             )
-    store.queue(feed.name, queued)
-    return queued
+    if unknown:
+        log.warning(
+            "feed %s: %d deliveries left out: their talks were seen before this watcher recorded"
+            " deliveries, so they may have been sent; --force sends them",
+            feed.name,
+            unknown,
+        )
+    return store.queue(feed.name, wanted)

@@ -21,7 +21,8 @@ def backoff_delay(
     `spread` (0 to 1, at random) moves it by up to a quarter either way, so that feeds
     failing together, or one feed and a server that flaps, fall out of step."""
     cap = max(cap, interval)
-    delay: float = min(interval * 2.0 ** max(failures - 1, 0) * (0.75 + spread / 2), cap)
+    doublings = min(max(failures - 1, 0), 60)  # past 60 it is the cap anyway; 2.0**1024 overflows
+    delay: float = min(interval * 2.0**doublings * (0.75 + spread / 2), cap)
     return min(max(delay, retry_after), cap) if retry_after is not None else delay
 
 

@@ -152,6 +152,7 @@ class Daemon:
         """Re-read the config (SIGHUP): feeds and destinations added, removed or changed
         take effect now; queued deliveries are kept. A config that fails to load leaves the
         one in force running, and says why in one line (and on /healthz)."""
+        self.live.reloads += 1
         try:
             new = load_config(self.config.path)
             plan = plan_reload(self.config, new)
@@ -188,10 +189,11 @@ class Daemon:
 
     async def backfill(self, request: Mapping[str, Any]) -> int:
         """Queue seen talks again (`watcher backfill` asks through the HTTP side)."""
-        feed = next((f for f in self.config.feeds if f.name == request.get("feed")), None)
+        name = request.get("feed") if isinstance(request, Mapping) else None
+        feed = next((f for f in self.config.feeds if f.name == name), None)
         if feed is None:
             raise ConfigError(f"no feed named {request.get('feed')!r}")
-        chosen = selection(request)
+        chosen = selection(request, feed)
         queued = await backfill(self.watcher.store, self.watcher.client, self.config, feed, chosen)
         log.info("backfill of feed %s: queued %d deliveries", feed.name, len(queued))
         self.watcher.deliverer.kick({delivery.destination for delivery in queued})

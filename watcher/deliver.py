@@ -49,7 +49,7 @@ from watcher.notifiers.base import (
     TransientDeliveryError,
     UnreachableError,
 )
-from watcher.store import OutboxEntry, Store
+from watcher.store import OutboxEntry, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ PROBE_BASE = 2.0
 PROBE_CAP = 30.0
 RETRY_AFTER_CAP = RETRY_CAP * 6
 IDLE_WAKE = 60.0
+FAILED_PASS_WAIT = 5.0  # after a pass that failed (a full disk, a bug): not a busy loop
 
 
 def retry_delay(failing_for: float, rng: random.Random) -> float:
@@ -199,11 +200,16 @@ class Deliverer:
     async def _loop(self, name: str) -> None:
         while not self._stopping and name in self.notifiers:
             self._wake[name].clear()
+            wait = None
             try:
                 await self._drain_one(name)
+            except StoreError as exc:  # a full disk: say it in one line, and do not spin
+                log.error("destination %s: cannot record a delivery: %s", name, exc)
+                wait = FAILED_PASS_WAIT
             except Exception:
                 log.exception("destination %s: delivery loop failed; trying again", name)
-            wait = self._due_in(name)
+                wait = FAILED_PASS_WAIT
+            wait = max(wait or 0.0, self._due_in(name))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake[name].wait(), wait)
 
@@ -229,8 +235,8 @@ class Deliverer:
             failed: list[OutboxEntry] = []  # those failed since the last one accepted
             for entry in self.store.pending(name):
                 now = self.clock()
-                if self._stopping or self._down(name, now):
-                    break
+                if self._stopping or self._down(name, now) or name not in self.notifiers:
+                    break  # stopping, down, or removed by a reload
                 if (due := _due(entry)) and due > now:
                     continue
                 attempt = await self._attempt(name, entry, result)
@@ -302,8 +308,8 @@ class Deliverer:
             dataclasses.replace(entry, next_attempt=probe_at) for entry in current if entry
         )
 
-    async def _pace(self, name: str) -> None:
-        rate = self.policies[name].rate
+    async def _pace(self, name: str, policy: DeliveryPolicy) -> None:
+        rate = policy.rate
         if not rate:
             return
         loop = asyncio.get_running_loop()
@@ -330,9 +336,10 @@ class Deliverer:
         result: DrainResult,
     ) -> Attempt:
         context = f"destination {name}: talk {delivery.talk.guid}"
-        await self._pace(name)
+        notifier, policy = self.notifiers[name], self.policies[name]  # as when it began
+        await self._pace(name, policy)
         try:
-            await self.notifiers[name].send(delivery, self.client)
+            await notifier.send(delivery, self.client)
         except PermanentDeliveryError as exc:
             self._dead(name, entry, attempts, str(exc))
             log.error("%s: rejected, dead-lettered: %s", context, exc)
@@ -353,7 +360,13 @@ class Deliverer:
                 return Attempt(Outcome.DOWN if unreachable else Outcome.RETRY, retry_after, error)
             result.dead += 1
             return Attempt(Outcome.GAVE_UP, error=error)
-        self.store.delivered(entry.id)
+        try:
+            self.store.delivered(entry.id)
+        except StoreError:
+            # Sent, but not recorded: not sent again by this process (at most once more,
+            # after a restart, with the same id for the receiver to drop).
+            self.store.forget_queued(entry.id)
+            raise
         self._note(name, last_success=iso(self.clock()))
         log.info("%s: delivered", context)
         result.sent += 1
@@ -380,7 +393,7 @@ class Deliverer:
         """Schedule the next try (True), or dead-letter the delivery if it is time to give
         up (False): `give_up_after` counts from its first failure, not from when it was
         queued, so a backlog that waited out an outage is not dropped on one failure."""
-        policy = self.policies[name]
+        policy = self.policies.get(name) or DeliveryPolicy()  # removed by a reload: defaults
         now = self.clock()
         first_failed = entry.first_failed_at or iso(now)
         failing_for = (now - datetime.fromisoformat(first_failed)).total_seconds()

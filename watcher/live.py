@@ -29,6 +29,7 @@ class Live:
     last_beat: float = field(default_factory=time.monotonic)
     reload_error: str | None = None
     reloaded_at: datetime | None = None
+    reloads: int = 0  # attempted since start, failed or not: how `watcher reload` sees one end
 
     async def beat(self) -> None:
         """Run by the scheduler every HEARTBEAT_SECONDS, as a job of its own, on the event
@@ -61,6 +62,7 @@ class Live:
             "config": str(self.config.path),
             "feeds": len(self.config.feeds),
             "reload": self._reload(),
+            "reloads": self.reloads,
         }
         if problems:
             body["problems"] = problems

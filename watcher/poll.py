@@ -104,9 +104,10 @@ async def poll_feed(
         log.error("feed %s: cannot record this poll: %s", feed.name, exc)
         error = f"cannot record this poll: {exc}"
         return PollResult(feed.name, PollOutcome.FAILED, error, fetch_seconds=fetch_seconds)
-    _log_recorded(feed, config, changes, announced, baseline, forgotten)
+    queued = {d.talk.guid for d in commit.deliveries}  # the filters may drop some for all
+    _log_recorded(feed, config, changes, announced, baseline, forgotten, len(queued))
     return PollResult(
-        feed.name, PollOutcome.CHANGED, None, len(announced), read.degraded, fetch_seconds
+        feed.name, PollOutcome.CHANGED, None, len(queued), read.degraded, fetch_seconds
     )
 
 
@@ -176,7 +177,12 @@ def _unchanged(
         last_modified=fetched.last_modified or state.last_modified,
     )
     success, alerts = _alerts(feed, config, state, success, now)
-    store.commit(FeedCommit(success, at=success.last_poll or "", deliveries=alerts))
+    try:
+        store.commit(FeedCommit(success, at=success.last_poll or "", deliveries=alerts))
+    except (OSError, StoreError) as exc:  # a full disk: one line, as at the other commits
+        log.error("feed %s: cannot record this poll: %s", feed.name, exc)
+        error = f"cannot record this poll: {exc}"
+        return PollResult(feed.name, PollOutcome.FAILED, error, fetch_seconds=fetch_seconds)
     log.debug("feed %s: unchanged", feed.name)
     outcome = PollOutcome.NOT_MODIFIED if fetched.not_modified else PollOutcome.UNCHANGED
     return PollResult(feed.name, outcome, fetch_seconds=fetch_seconds)
@@ -317,6 +323,7 @@ def _log_recorded(
     announced: list[Talk],
     baseline: bool,
     forgotten: int,
+    queued: int,
 ) -> None:
     if forgotten:
         log.info(
@@ -337,10 +344,10 @@ def _log_recorded(
             "feed %s: first poll, %d talks recorded as seen, %d announced",
             feed.name,
             len(changes.new),
-            len(announced),
+            queued,
         )
     elif announced:
-        log.info("feed %s: %d new talks", feed.name, len(announced))
+        log.info("feed %s: %d new talks, %d queued", feed.name, len(announced), queued)
 
 
 def _failed(

@@ -101,17 +101,18 @@ def cmd_reload(args: argparse.Namespace) -> int:
     if running is None:
         log.error("%s: no daemon holds this state; nothing to reload", config.state)
         return EXIT_FAILED
-    before = _ask(running.address, "GET", "/healthz")["reload"] if running.address else None
+    before = _ask(running.address, "GET", "/healthz")["reloads"] if running.address else None
     os.kill(running.pid, signal.SIGHUP)
     if running.address is None:
         log.info("asked the daemon (pid %d) to reload; its log says how it went", running.pid)
         return EXIT_OK
     deadline = time.monotonic() + 10.0
     while time.monotonic() < deadline:
-        after = _ask(running.address, "GET", "/healthz")["reload"]
-        if after != before:
-            failed = after.startswith("the last reload failed")
-            (log.error if failed else log.info)("daemon (pid %d): %s", running.pid, after)
+        health = _ask(running.address, "GET", "/healthz")
+        if health["reloads"] != before:
+            said = health["reload"]
+            failed = said.startswith("the last reload failed")
+            (log.error if failed else log.info)("daemon (pid %d): %s", running.pid, said)
             return EXIT_FAILED if failed else EXIT_OK
         time.sleep(0.1)
     log.error("the daemon (pid %d) did not say it reloaded within 10s", running.pid)
@@ -218,11 +219,6 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     if feed is None:
         known = ", ".join(feed.name for feed in config.feeds)
         raise ConfigError(f"{config.path}: no feed named {args.feed!r} (feeds: {known})")
-    if args.dest and args.dest not in feed.notify:
-        raise ConfigError(
-            f"{config.path}: feed {feed.name} does not notify {args.dest!r}"
-            f" (it notifies: {', '.join(feed.notify)})"
-        )
     request = {
         "feed": feed.name,
         "last": args.last,
@@ -230,7 +226,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         "destinations": [args.dest] if args.dest else [],
         "force": args.force,
     }
-    chosen = selection(request)  # a bad --since is said here, before any daemon is asked
+    chosen = selection(request, feed)  # a bad one is said here, before any daemon is asked
     running = holder(config.state)
     if running is not None:
         if running.address is None:

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -166,7 +167,7 @@ def acquire_lock(path: Path) -> IO[str]:
     """One writer per state: an exclusive lock on `<state>.lock`, naming its holder."""
     handle = open(lock_path(path), "a+", encoding="utf-8")  # noqa: SIM115 (held for the store's life)
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _lock(handle)
     except BlockingIOError:
         handle.seek(0)
         holder = handle.read().strip() or "unknown"
@@ -177,6 +178,18 @@ def acquire_lock(path: Path) -> IO[str]:
         ) from None
     note_holder(handle)
     return handle
+
+
+def _lock(handle: IO[str], tries: int = 20) -> None:
+    """The exclusive lock, waiting up to a second for a `watcher status` that holds a
+    shared one for an instant (`watcher.holder`); a running watcher holds it for good."""
+    for _ in range(tries - 1):
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            time.sleep(0.05)
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def note_holder(handle: IO[str], address: str | None = None) -> None:

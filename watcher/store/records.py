@@ -104,7 +104,8 @@ class SeenTalk:
     keys: tuple[str, ...]
     first_seen: str | None = None
     absent_since: str | None = None  # when the feed stopped listing it
-    delivered: tuple[str, ...] = ()  # the destinations that accepted it (for backfill)
+    # The destinations that accepted it (for backfill); None: seen before this was kept.
+    delivered: tuple[str, ...] | None = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     REQUIRED = ("guid", "keys")
@@ -113,13 +114,15 @@ class SeenTalk:
     def from_row(cls, row: Mapping[str, Any]) -> SeenTalk:
         known, extra = _split(cls, row)
         known["keys"] = tuple(known["keys"])
-        known["delivered"] = tuple(known.get("delivered") or ())
+        known["delivered"] = tuple(known["delivered"]) if "delivered" in known else None
         return cls(**known, extra=extra)
 
     def to_row(self) -> Row:
-        row = {**_row(self), "keys": list(self.keys), "delivered": list(self.delivered)}
-        if not self.delivered:
-            del row["delivered"]  # the rows of talks never delivered stay as they were
+        row = {**_row(self), "keys": list(self.keys)}
+        if self.delivered is None:
+            del row["delivered"]  # a row from before stays as it was
+        else:
+            row["delivered"] = list(self.delivered)
         return row
 
 

@@ -150,6 +150,8 @@ class Store:
         for file in (*self._feeds.values(), self.main):
             file.close()
         if self._lock_handle is not None:
+            self._lock_handle.seek(0)
+            self._lock_handle.truncate()  # no pid left behind to be mistaken for a holder
             self._lock_handle.close()
             self._lock_handle = None
 
@@ -229,7 +231,7 @@ class Store:
             if kept != seen:
                 file.replace("seen", [talk.to_row() for talk in kept])
             talks_seen = len(kept)
-            new = [d for d in commit.deliveries if d.id not in self._outbox]
+            new = list({d.id: d for d in commit.deliveries if d.id not in self._outbox}.values())
             queued = [OutboxEntry.queued(d, self._next_seq + n) for n, d in enumerate(new)]
             if queued:
                 file["outbox"].insert_multiple([entry.to_row() for entry in queued])
@@ -264,9 +266,12 @@ class Store:
         backup_path(file.path).unlink(missing_ok=True)
         return len(dropped)
 
-    def queue(self, feed: str, deliveries: Sequence[NewDelivery]) -> None:
-        """Queue deliveries in a feed's outbox, its state unchanged (an alert, say)."""
-        self.commit(FeedCommit(self.feed_state(feed), at="", deliveries=deliveries))
+    def queue(self, feed: str, deliveries: Sequence[NewDelivery]) -> list[NewDelivery]:
+        """Queue deliveries in a feed's outbox, its state unchanged (an alert, say); returns
+        those queued (one already queued, or dead-lettered, is left as it is)."""
+        new = list({d.id: d for d in deliveries if d.id not in self._outbox}.values())
+        self.commit(FeedCommit(self.feed_state(feed), at="", deliveries=new))
+        return new
 
     # deliveries
 
@@ -288,6 +293,11 @@ class Store:
                 talk = Query()
                 file["seen"].update(_delivered_to(entry.destination), talk.guid == entry.talk.guid)
         del self._outbox[delivery_id]
+
+    def forget_queued(self, delivery_id: str) -> None:
+        """Let go of a queued delivery in memory only: one that was sent but whose removal
+        could not be written (it is in the file until a later write of that feed)."""
+        self._outbox.pop(delivery_id, None)
 
     def update_deliveries(self, entries: Iterable[OutboxEntry]) -> None:
         """Write queued deliveries as changed (their ids kept): one write per feed."""
@@ -393,6 +403,7 @@ def updated_seen(seen: list[SeenTalk], commit: FeedCommit) -> tuple[list[SeenTal
 
 def _delivered_to(destination: str) -> Callable[[MutableMapping[str, Any]], None]:
     def note(row: MutableMapping[str, Any]) -> None:
-        row["delivered"] = sorted({*row.get("delivered", ()), destination})
+        if "delivered" in row:  # a row from before it was kept stays unknown
+            row["delivered"] = sorted({*row["delivered"], destination})
 
     return note
