@@ -8,13 +8,16 @@ from typing import Any, ClassVar, TextIO
 
 import httpx
 
+from watcher.messages import MessageTemplate, template_setting
 from watcher.notifiers.base import Delivery, TransientDeliveryError
 from watcher.notifiers.text import facts
 from watcher.schema import Setting
 from watcher.text import clean_text
 
 
-def render(delivery: Delivery) -> str:
+def render(delivery: Delivery, template: MessageTemplate | None = None) -> str:
+    if template is not None and delivery.alert is None:
+        return template.render(delivery.talk, delivery.feed).rstrip("\n") + "\n"
     if delivery.alert is not None:
         return f"Alert [{delivery.alert.kind}]: {clean_text(delivery.alert.text)}\n"
     talk = delivery.talk
@@ -33,11 +36,12 @@ def render(delivery: Delivery) -> str:
 class ConsoleNotifier:
     TYPE: ClassVar[str] = "console"
     DEFAULT_RATE: ClassVar[float | None] = None
-    SETTINGS: ClassVar[Mapping[str, Setting]] = {}
+    SETTINGS: ClassVar[Mapping[str, Setting]] = {"template": Setting(template_setting("text"))}
 
     def __init__(self, name: str, settings: Mapping[str, Any], stream: TextIO | None = None):
         self.name = name
         self.stream = stream
+        self.template: MessageTemplate | None = settings.get("template")
 
     @staticmethod
     def validate(settings: Mapping[str, Any], where: str) -> None:
@@ -48,12 +52,12 @@ class ConsoleNotifier:
         return "console (standard output)"
 
     def preview(self, delivery: Delivery) -> tuple[str, list[str]]:
-        return render(delivery), []
+        return render(delivery, self.template), []
 
     async def send(self, delivery: Delivery, client: httpx.AsyncClient) -> None:
         stream = self.stream or sys.stdout
         try:
-            stream.write(render(delivery) + "\n")
+            stream.write(render(delivery, self.template) + "\n")
             stream.flush()
         except BrokenPipeError:  # `watcher poll | head`: not shown, so not delivered
             raise TransientDeliveryError("standard output is closed (broken pipe)") from None

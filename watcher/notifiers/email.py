@@ -12,6 +12,7 @@ import html
 import smtplib
 import ssl
 from collections.abc import Mapping
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, make_msgid
@@ -19,6 +20,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from watcher.messages import MessageTemplate, template_setting
 from watcher.notifiers.base import (
     Delivery,
     PermanentDeliveryError,
@@ -36,11 +38,31 @@ def header_text(value: str) -> str:
     return clean_text(value).replace("=?", "= ?")
 
 
-def render(delivery: Delivery, sender: str, recipients: tuple[str, ...]) -> EmailMessage:
+@dataclass(frozen=True)
+class Templates:
+    """An email destination's own `subject` and `template` (the body: its HTML part, and
+    its plain-text part rendered from the same template as text)."""
+
+    subject: MessageTemplate | None = None
+    html: MessageTemplate | None = None
+    text: MessageTemplate | None = None
+
+
+NO_TEMPLATES = Templates()
+
+
+def render(
+    delivery: Delivery,
+    sender: str,
+    recipients: tuple[str, ...],
+    templates: Templates = NO_TEMPLATES,
+) -> EmailMessage:
     talk = delivery.talk
     message = EmailMessage(policy=SMTP)
     alert = delivery.alert
     subject = f"watcher alert: {alert.text}" if alert else f"New talk: {talk.title}"
+    if templates.subject is not None and alert is None:
+        subject = templates.subject.render(talk, delivery.feed)
     message["Subject"] = header_text(subject)[:SUBJECT_CHARS]
     message["From"] = sender
     message["To"] = ", ".join(recipients)
@@ -48,6 +70,10 @@ def render(delivery: Delivery, sender: str, recipients: tuple[str, ...]) -> Emai
     message["Message-ID"] = make_msgid(idstring=delivery.id[:16], domain="watcher.local")
     if alert is not None:
         message.set_content(f"{clean_text(alert.text)}\n\n-- watcher, at {alert.at}\n")
+        return message
+    if templates.html is not None and templates.text is not None and alert is None:
+        message.set_content(templates.text.render(talk, delivery.feed))
+        message.add_alternative(templates.html.render(talk, delivery.feed), subtype="html")
         return message
     message.set_content(_plain(delivery))
     message.add_alternative(_html(delivery), subtype="html")
@@ -113,14 +139,25 @@ class EmailNotifier:
         "from": Setting(text, required=True),
         "to": Setting(string_list, required=True),
         "timeout": Setting(duration, default=30.0),
+        "subject": Setting(template_setting("header")),
+        "template": Setting(text),  # checked in validate(): as HTML and as text
     }
 
     def __init__(self, name: str, settings: Mapping[str, Any]) -> None:
         self.name = name
         self.settings = settings
+        body = settings.get("template")
+        self.templates = Templates(
+            settings.get("subject"),
+            MessageTemplate(body, "html", "template") if body else None,
+            MessageTemplate(body, "text", "template") if body else None,
+        )
 
     @staticmethod
     def validate(settings: Mapping[str, Any], where: str) -> None:
+        if settings.get("template"):
+            for target in ("html", "text"):
+                MessageTemplate(settings["template"], target, f"{where}.template")
         if settings["starttls"] and settings["ssl"]:
             raise ConfigError(f"{where}: choose one of starttls and ssl, not both")
         if (settings["username"] is None) != (settings["password"] is None):
@@ -147,12 +184,12 @@ class EmailNotifier:
         return smtplib.SMTP(s["host"], s["port"], timeout=s["timeout"])
 
     def preview(self, delivery: Delivery) -> tuple[str, list[str]]:
-        message = render(delivery, self.settings["from"], self.settings["to"])
+        message = render(delivery, self.settings["from"], self.settings["to"], self.templates)
         return message.as_string(), []
 
     async def send(self, delivery: Delivery, client: httpx.AsyncClient) -> None:
         """Send in a worker thread (smtplib blocks), bounded in total, not only per read."""
-        message = render(delivery, self.settings["from"], self.settings["to"])
+        message = render(delivery, self.settings["from"], self.settings["to"], self.templates)
         deadline = self.settings["timeout"] * 3
         try:
             async with asyncio.timeout(deadline):

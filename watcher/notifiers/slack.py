@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from watcher.messages import MessageTemplate, template_setting
 from watcher.notifiers.base import Alert, Delivery, json_bytes, post_json
 from watcher.notifiers.text import facts
 from watcher.schema import Setting, duration, http_url, redact_url
@@ -48,7 +49,7 @@ def fit(text: str, limit: int) -> str:
     return "".join(pieces).rstrip() + "…"
 
 
-def render(delivery: Delivery) -> dict[str, Any]:
+def render(delivery: Delivery, template: MessageTemplate | None = None) -> dict[str, Any]:
     if delivery.alert is not None:
         return _alert(delivery.alert)
     talk = delivery.talk
@@ -64,10 +65,13 @@ def render(delivery: Delivery) -> dict[str, Any]:
     ][:CONTEXT_ELEMENTS]
     if context:
         blocks.append({"type": "context", "elements": context})
-    if talk.first_lines:
+    if template is not None:
+        main = cut_escaped(template.render(talk, delivery.feed), SECTION_CHARS)
+    elif talk.first_lines:
         budget = SECTION_CHARS // len(talk.first_lines) - 3
-        quoted = "\n".join(f"> {fit(line, budget)}" for line in talk.first_lines)
-        section: dict[str, Any] = {"type": "section", "text": {"type": "mrkdwn", "text": quoted}}
+        main = "\n".join(f"> {fit(line, budget)}" for line in talk.first_lines)
+    if template is not None or talk.first_lines:
+        section: dict[str, Any] = {"type": "section", "text": {"type": "mrkdwn", "text": main}}
         if talk.thumbnail and len(talk.thumbnail) <= URL_CHARS:
             section["accessory"] = {
                 "type": "image",
@@ -104,6 +108,17 @@ def problems(message: dict[str, Any]) -> list[str]:
     return found
 
 
+def cut_escaped(text: str, limit: int) -> str:
+    """Text already escaped (a template's), cut to `limit` without splitting an escape."""
+    if len(text) <= limit:
+        return text or " "
+    cut = text[: limit - 1]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut.rstrip() + "…"
+
+
 def fallback_text(feed: str, talk: Talk) -> str:
     parts = [f"New talk: {talk.title}"]
     if talk.speaker:
@@ -127,12 +142,14 @@ class SlackNotifier:
     SETTINGS: ClassVar[Mapping[str, Setting]] = {
         "url": Setting(http_url, required=True, secret=True),
         "timeout": Setting(duration, default=10.0),
+        "template": Setting(template_setting("slack")),
     }
 
     def __init__(self, name: str, settings: Mapping[str, Any]) -> None:
         self.name = name
         self.url = settings["url"]
         self.timeout = settings["timeout"]
+        self.template: MessageTemplate | None = settings.get("template")
 
     @staticmethod
     def validate(settings: Mapping[str, Any], where: str) -> None:
@@ -143,8 +160,10 @@ class SlackNotifier:
         return f"slack {redact_url(settings['url'])}"
 
     def preview(self, delivery: Delivery) -> tuple[str, list[str]]:
-        message = render(delivery)
+        message = render(delivery, self.template)
         return json.dumps(message, indent=2, ensure_ascii=False), problems(message)
 
     async def send(self, delivery: Delivery, client: httpx.AsyncClient) -> None:
-        await post_json(client, self.url, json_bytes(render(delivery)), timeout=self.timeout)
+        await post_json(
+            client, self.url, json_bytes(render(delivery, self.template)), timeout=self.timeout
+        )
