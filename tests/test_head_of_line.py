@@ -15,9 +15,10 @@ from tests import store_helpers
 from tests.conftest import free_port
 from watcher.clock import iso, utcnow
 from watcher.config import DeliveryPolicy
-from watcher.deliver import PROBE_BASE, PROBE_CAP, Deliverer
+from watcher.deliver import Deliverer
 from watcher.fetch import new_client
 from watcher.notifiers.webhook import WebhookNotifier
+from watcher.retry import PROBE_BASE, PROBE_CAP
 from watcher.store import OutboxEntry, Store
 
 

@@ -13,12 +13,13 @@ import httpx
 
 from watcher.alerts import DeadLetterAlerts
 from watcher.config import Config, DeliveryPolicy, FeedConfig
-from watcher.deliver import Deliverer, DrainResult
+from watcher.deliver import Deliverer
 from watcher.events import Observers, PollEvent, PollOutcome
 from watcher.logs import log_context
 from watcher.notifiers import build_notifier
 from watcher.notifiers.base import Notifier
 from watcher.poll import PollResult, poll_feed
+from watcher.retry import DrainResult
 from watcher.store import Store
 
 log = logging.getLogger(__name__)

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from tinydb import Query
 
@@ -51,6 +51,7 @@ from watcher.store.records import (
     RecentTalk,
     SeenTalk,
 )
+from watcher.store.seen import delivered_to, updated_seen
 from watcher.store.snapshot import Snapshot
 from watcher.store.tables import TableFile
 
@@ -291,7 +292,7 @@ class Store:
             file["outbox"].remove(Query().id == delivery_id)
             if entry.alert is None:  # noted on the talk, in the same write
                 talk = Query()
-                file["seen"].update(_delivered_to(entry.destination), talk.guid == entry.talk.guid)
+                file["seen"].update(delivered_to(entry.destination), talk.guid == entry.talk.guid)
         del self._outbox[delivery_id]
 
     def forget_queued(self, delivery_id: str) -> None:
@@ -372,38 +373,3 @@ class Store:
         """Note how a destination fares; written with `flush()`, like the poll times."""
         self._destinations[state.name] = state
         self._lazy_dirty = True
-
-
-def updated_seen(seen: list[SeenTalk], commit: FeedCommit) -> tuple[list[SeenTalk], int]:
-    """The seen talks after a poll, and how many were forgotten: the new ones added, the
-    rekeyed ones known by more keys, and, if the feed was read, which it no longer lists
-    noted (and those absent since before `prune_before` forgotten; a talk the feed still
-    lists is never forgotten)."""
-    wanted: dict[str, set[str]] = {}
-    for known, keys in commit.rekeyed:
-        wanted.setdefault(known, set()).update(keys)
-    kept: list[SeenTalk] = []
-    forgotten = 0
-    for talk in [*seen, *commit.seen]:
-        extra = set().union(*(wanted[key] for key in talk.keys if key in wanted))
-        if extra - set(talk.keys):
-            talk = dataclasses.replace(talk, keys=tuple(sorted(set(talk.keys) | extra)))
-        if commit.present is not None:
-            listed = not commit.present.isdisjoint(talk.keys)
-            if listed and talk.absent_since is not None:
-                talk = dataclasses.replace(talk, absent_since=None)
-            elif not listed and talk.absent_since is None:
-                talk = dataclasses.replace(talk, absent_since=commit.at)
-            if talk.absent_since is not None and talk.absent_since < (commit.prune_before or ""):
-                forgotten += 1
-                continue
-        kept.append(talk)
-    return kept, forgotten
-
-
-def _delivered_to(destination: str) -> Callable[[MutableMapping[str, Any]], None]:
-    def note(row: MutableMapping[str, Any]) -> None:
-        if "delivered" in row:  # a row from before it was kept stays unknown
-            row["delivered"] = sorted({*row["delivered"], destination})
-
-    return note
