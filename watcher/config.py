@@ -12,6 +12,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from watcher.digest import DigestSchedule, digest_schedule
 from watcher.filters import Filter, rules
 from watcher.logs import FORMATS
 from watcher.notifiers import NOTIFIERS
@@ -65,6 +66,8 @@ DELIVERY_SETTINGS = {
     "max_attempts": Setting(whole_number(1, 1_000_000)),
     "give_up_after": Setting(duration, default=24 * 3600.0),
     "rate": Setting(rate),
+    "digest": Setting(text),  # checked with timezone: digest_schedule()
+    "timezone": Setting(text),
 }
 
 # On a destination (who gets a talk) and on a feed (dropped for everyone): watcher.filters
@@ -106,6 +109,7 @@ class DeliveryPolicy:
     max_attempts: int | None = None
     give_up_after: float = 24 * 3600.0
     rate: float | None = None  # messages per second; None: as fast as accepted
+    digest: DigestSchedule | None = None  # its talks go out together, at these times
 
 
 @dataclass(frozen=True)
@@ -238,6 +242,11 @@ def _destinations(tables: list[Any]) -> dict[str, DestinationConfig]:
         settings = read_table(own, notifier.SETTINGS, where)
         policy = read_table(common, DELIVERY_SETTINGS, where)
         policy["rate"] = policy["rate"] if policy["rate"] is not None else notifier.DEFAULT_RATE
+        timezone = policy.pop("timezone")
+        if policy["digest"] is not None:
+            policy["digest"] = digest_schedule(policy["digest"], timezone, where)
+        elif timezone is not None:
+            raise ConfigError(f"{where}.timezone: only a digest has a time zone")
         notifier.validate(settings, where)
         destinations[name] = DestinationConfig(
             name,

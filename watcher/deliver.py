@@ -38,6 +38,7 @@ import httpx
 
 from watcher.clock import iso
 from watcher.config import DeliveryPolicy
+from watcher.digest import send_digest
 from watcher.events import DeliveryEvent, DeliveryOutcome, Observers
 from watcher.logs import log_context
 from watcher.notifiers.base import (
@@ -168,7 +169,7 @@ class Deliverer:
         if outage is not None:
             due = outage.probe_at
         else:
-            due = min(_due(entry) or self.clock() for entry in pending)
+            due = min(self._due(name, entry) or self.clock() for entry in pending)
         wait = (due - self.clock()).total_seconds()
         return min(max(wait, 0.05), IDLE_WAKE)
 
@@ -177,12 +178,13 @@ class Deliverer:
         not due (stepped aside) is passed over; the pass ends when the destination is down."""
         result = DrainResult()
         async with self._locks[name], log_context(destination=name):
+            await self._send_digest(name, result)
             failed: list[OutboxEntry] = []  # those failed since the last one accepted
             for entry in self.store.pending(name):
                 now = self.clock()
                 if self._stopping or self._down(name, now) or name not in self.notifiers:
                     break  # stopping, down, or removed by a reload
-                if (due := _due(entry)) and due > now:
+                if ((due := self._due(name, entry)) and due > now) or self._in_digest(name, entry):
                     continue
                 attempt = await self._attempt(name, entry, result)
                 self._tell(name, entry, attempt)
@@ -206,6 +208,53 @@ class Deliverer:
                         break
         return result
 
+    def _due(self, name: str, entry: OutboxEntry) -> datetime | None:
+        """When a delivery may be tried: its retry's time; for a destination with a digest,
+        not before the digest's first time after it was queued (an alert does not wait)."""
+        retry = datetime.fromisoformat(entry.next_attempt) if entry.next_attempt else None
+        policy = self.policies.get(name)
+        if policy is None or policy.digest is None or entry.alert is not None:
+            return retry
+        due = policy.digest.next_after(datetime.fromisoformat(entry.created))
+        return max(due, retry) if retry else due
+
+    def _in_digest(self, name: str, entry: OutboxEntry) -> bool:
+        """Whether the delivery goes out in a digest (its type can send one), not alone."""
+        policy = self.policies.get(name)
+        has_digests = hasattr(self.notifiers.get(name), "send_digest")
+        return bool(policy and policy.digest) and has_digests and entry.alert is None
+
+    async def _send_digest(self, name: str, result: DrainResult) -> None:
+        """The due talks of a digest destination, as one message (`watcher.digest`)."""
+        now = self.clock()
+        send = getattr(self.notifiers[name], "send_digest", None)
+        due = [
+            entry
+            for entry in self.store.pending(name)
+            if self._in_digest(name, entry) and (self._due(name, entry) or now) <= now
+        ]
+        if send is None or not due or self._down(name, now):
+            return
+        await self._pace(name, self.policies[name])
+        outcome, error = await send_digest(send, self.client, name, due)
+        for entry in due:
+            if outcome is Outcome.SENT:
+                self.store.delivered(entry.id)
+            elif outcome is Outcome.DEAD:
+                self._dead(name, entry, entry.attempts + 1, error or "")
+            self._tell(name, entry, Attempt(outcome, error=error))
+        if outcome is Outcome.RETRY:  # the digest stays whole: one time for all its talks
+            waited = (now - datetime.fromisoformat(due[0].created)).total_seconds()
+            again = iso(now + timedelta(seconds=retry_delay(waited, self.rng)))
+            tried = [dataclasses.replace(e, attempts=e.attempts + 1, last_error=error) for e in due]
+            self.store.update_deliveries(dataclasses.replace(e, next_attempt=again) for e in tried)
+            log.warning("destination %s: digest failed: %s; again at %s", name, error, again)
+        elif outcome is Outcome.SENT:
+            self._note(name, last_success=iso(self.clock()))
+        result.sent += len(due) if outcome is Outcome.SENT else 0
+        result.dead += len(due) if outcome is Outcome.DEAD else 0
+        result.failed += len(due) if outcome is Outcome.RETRY else 0
+
     def _tell(self, name: str, entry: OutboxEntry, attempt: Attempt) -> None:
         said = _SAID.get(attempt.outcome, DeliveryOutcome.RETRIED)
         guid = str(entry.talk.guid)
@@ -226,7 +275,7 @@ class Deliverer:
     def _stepped_aside(self, name: str, failed: list[OutboxEntry]) -> None:
         """These failed while the destination accepts others: their own schedules stand."""
         for entry in failed:
-            due = _due(self.store.queued(entry.id) or entry)
+            due = self._due(name, self.store.queued(entry.id) or entry)
             log.warning(
                 "destination %s: talk %s fails while others are accepted; it steps aside "
                 "and is tried again at %s",
@@ -377,7 +426,3 @@ _SAID = {  # for events
     Outcome.DEAD: DeliveryOutcome.DEAD,
     Outcome.GAVE_UP: DeliveryOutcome.DEAD,
 }
-
-
-def _due(entry: OutboxEntry) -> datetime | None:
-    return datetime.fromisoformat(entry.next_attempt) if entry.next_attempt else None

@@ -80,6 +80,23 @@ class Delivery:
     alert: Alert | None = None
 
 
+@dataclass(frozen=True)
+class DigestItem:
+    id: str  # the delivery's id
+    feed: str
+    talk: Talk
+
+
+@dataclass(frozen=True)
+class Digest:
+    """The talks of one digest (`watcher.digest`), oldest first; `id` is stable for them.
+    A destination type that can send one has `send_digest(digest, client)`."""
+
+    id: str
+    destination: str
+    items: tuple[DigestItem, ...]
+
+
 class DeliveryError(WatcherError):
     pass
 

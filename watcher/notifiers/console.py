@@ -9,7 +9,7 @@ from typing import Any, ClassVar, TextIO
 import httpx
 
 from watcher.messages import MessageTemplate, template_setting
-from watcher.notifiers.base import Delivery, TransientDeliveryError
+from watcher.notifiers.base import Delivery, Digest, TransientDeliveryError
 from watcher.notifiers.text import facts
 from watcher.schema import Setting
 from watcher.text import clean_text
@@ -30,6 +30,15 @@ def render(delivery: Delivery, template: MessageTemplate | None = None) -> str:
         lines.append(f"  Video: {talk.video_url}")
     if talk.thumbnail:
         lines.append(f"  Thumbnail: {talk.thumbnail}")
+    return "\n".join(lines) + "\n"
+
+
+def render_digest(digest: Digest, template: MessageTemplate | None = None) -> str:
+    count = len(digest.items)
+    lines = [f"Digest: {count} new talk{'s' if count != 1 else ''}"]
+    for item in digest.items:
+        delivery = Delivery(item.id, item.feed, digest.destination, item.talk)
+        lines += ["", *(f"  {line}" for line in render(delivery, template).splitlines())]
     return "\n".join(lines) + "\n"
 
 
@@ -54,10 +63,16 @@ class ConsoleNotifier:
     def preview(self, delivery: Delivery) -> tuple[str, list[str]]:
         return render(delivery, self.template), []
 
+    async def send_digest(self, digest: Digest, client: httpx.AsyncClient) -> None:
+        self._write(render_digest(digest, self.template))
+
     async def send(self, delivery: Delivery, client: httpx.AsyncClient) -> None:
+        self._write(render(delivery, self.template))
+
+    def _write(self, text: str) -> None:
         stream = self.stream or sys.stdout
         try:
-            stream.write(render(delivery, self.template) + "\n")
+            stream.write(text + "\n")
             stream.flush()
         except BrokenPipeError:  # `watcher poll | head`: not shown, so not delivered
             raise TransientDeliveryError("standard output is closed (broken pipe)") from None

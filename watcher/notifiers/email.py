@@ -23,6 +23,7 @@ import httpx
 from watcher.messages import MessageTemplate, template_setting
 from watcher.notifiers.base import (
     Delivery,
+    Digest,
     PermanentDeliveryError,
     TransientDeliveryError,
     UnreachableError,
@@ -77,6 +78,25 @@ def render(
         return message
     message.set_content(_plain(delivery))
     message.add_alternative(_html(delivery), subtype="html")
+    return message
+
+
+def render_digest(digest: Digest, sender: str, recipients: tuple[str, ...]) -> EmailMessage:
+    count = len(digest.items)
+    message = EmailMessage(policy=SMTP)
+    message["Subject"] = f"{count} new talk{'s' if count != 1 else ''}"
+    message["From"] = sender
+    message["To"] = ", ".join(recipients)
+    message["Date"] = formatdate(usegmt=True)
+    message["Message-ID"] = make_msgid(idstring=digest.id[:16], domain="watcher.local")
+    plain = [message["Subject"], ""]
+    parts = [f"<h2>{html.escape(message['Subject'])}</h2>"]
+    for item in digest.items:
+        delivery = Delivery(item.id, item.feed, digest.destination, item.talk)
+        plain += [_plain(delivery).rstrip(), ""]
+        parts.append(_html(delivery))
+    message.set_content("\n".join(plain))
+    message.add_alternative("<hr>".join(parts), subtype="html")
     return message
 
 
@@ -187,9 +207,16 @@ class EmailNotifier:
         message = render(delivery, self.settings["from"], self.settings["to"], self.templates)
         return message.as_string(), []
 
+    async def send_digest(self, digest: Digest, client: httpx.AsyncClient) -> None:
+        message = render_digest(digest, self.settings["from"], self.settings["to"])
+        await self._send_bounded(message)
+
     async def send(self, delivery: Delivery, client: httpx.AsyncClient) -> None:
         """Send in a worker thread (smtplib blocks), bounded in total, not only per read."""
         message = render(delivery, self.settings["from"], self.settings["to"], self.templates)
+        await self._send_bounded(message)
+
+    async def _send_bounded(self, message: EmailMessage) -> None:
         deadline = self.settings["timeout"] * 3
         try:
             async with asyncio.timeout(deadline):

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import httpx
 
 from watcher.messages import MessageTemplate, template_setting
-from watcher.notifiers.base import Alert, Delivery, json_bytes, post_json
+from watcher.notifiers.base import Alert, Delivery, Digest, json_bytes, post_json
 from watcher.notifiers.text import facts
 from watcher.schema import Setting, duration, http_url, redact_url
 from watcher.talk import Talk
@@ -130,6 +130,44 @@ def fallback_text(feed: str, talk: Talk) -> str:
     return f"{text} {escape(link)}" if link and len(link) < URL_CHARS // 3 else text
 
 
+def render_digest(digest: Digest) -> list[dict[str, Any]]:
+    """One message, or several when its blocks would pass Slack's 50: a header, then per
+    event a context line and a section per talk."""
+    by_event: dict[str, list[Talk]] = {}
+    for item in digest.items:
+        by_event.setdefault(item.talk.event or "", []).append(item.talk)
+    blocks: list[dict[str, Any]] = []
+    for event, talks in by_event.items():
+        if event:
+            blocks.append(
+                {
+                    "type": "context",
+                    "elements": [{"type": "mrkdwn", "text": fit(f"*{event}*", SECTION_CHARS)}],
+                }
+            )
+        blocks += [
+            {"type": "section", "text": {"type": "mrkdwn", "text": _digest_line(talk)}}
+            for talk in talks
+        ]
+    count = len(digest.items)
+    title = f"{count} new talk{'s' if count != 1 else ''}"
+    per_message = MAX_BLOCKS - 1
+    messages = []
+    for start in range(0, len(blocks), per_message):
+        header = {"type": "header", "text": {"type": "plain_text", "text": title}}
+        messages.append({"text": title, "blocks": [header, *blocks[start : start + per_message]]})
+    return messages
+
+
+def _digest_line(talk: Talk) -> str:
+    title = fit(talk.title or "(untitled)", HEADER_CHARS)
+    link = talk.url or talk.video_url
+    target = escape(link).replace("|", "%7C") if link else ""
+    named = f"<{target}|{title}>" if link and len(link) <= URL_CHARS else f"*{title}*"
+    facts_line = " · ".join(fit(str(value), 200) for _, value in facts(talk))
+    return f"{named}\n{facts_line}" if facts_line else named
+
+
 def _alert(alert: Alert) -> dict[str, Any]:
     text = fit(f"watcher alert: {alert.text}", SECTION_CHARS - 10)
     block = {"type": "section", "text": {"type": "mrkdwn", "text": f":warning: {text}"}}
@@ -162,6 +200,11 @@ class SlackNotifier:
     def preview(self, delivery: Delivery) -> tuple[str, list[str]]:
         message = render(delivery, self.template)
         return json.dumps(message, indent=2, ensure_ascii=False), problems(message)
+
+    async def send_digest(self, digest: Digest, client: httpx.AsyncClient) -> None:
+        """In order; a failure after the first message resends the digest whole later."""
+        for message in render_digest(digest):
+            await post_json(client, self.url, json_bytes(message), timeout=self.timeout)
 
     async def send(self, delivery: Delivery, client: httpx.AsyncClient) -> None:
         await post_json(

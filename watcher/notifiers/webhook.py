@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from watcher.notifiers.base import Delivery, json_bytes, post_json
+from watcher.notifiers.base import Delivery, Digest, json_bytes, post_json
 from watcher.schema import ConfigError, Setting, duration, http_url, redact_url, text
 
 
@@ -33,6 +33,13 @@ def render(delivery: Delivery) -> dict[str, Any]:
         "feed": delivery.feed,
         "talk": delivery.talk.to_dict(),
     }
+
+
+def render_digest(digest: Digest) -> dict[str, Any]:
+    talks = [
+        {"id": item.id, "feed": item.feed, "talk": item.talk.to_dict()} for item in digest.items
+    ]
+    return {"type": "talk.digest", "id": digest.id, "talks": talks}
 
 
 def signing_key(secret: str) -> bytes:
@@ -85,6 +92,11 @@ class WebhookNotifier:
 
     def preview(self, delivery: Delivery) -> tuple[str, list[str]]:
         return json.dumps(render(delivery), indent=2, ensure_ascii=False), []
+
+    async def send_digest(self, digest: Digest, client: httpx.AsyncClient) -> None:
+        body = json_bytes(render_digest(digest))
+        headers = signed_headers(digest.id, int(time.time()), body, self.key)
+        await post_json(client, self.url, body, headers=headers, timeout=self.timeout)
 
     async def send(self, delivery: Delivery, client: httpx.AsyncClient) -> None:
         body = json_bytes(render(delivery))
