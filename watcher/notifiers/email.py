@@ -8,7 +8,6 @@ RFC 2047 encoded word (CVE-2024-6923).
 from __future__ import annotations
 
 import asyncio
-import html
 import smtplib
 import ssl
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from email.utils import formatdate, make_msgid
 from typing import Any, ClassVar
 
 import httpx
+import jinja2
 
 from watcher.messages import MessageTemplate, template_setting
 from watcher.notifiers.base import (
@@ -77,7 +77,8 @@ def render(
         message.add_alternative(templates.html.render(talk, delivery.feed), subtype="html")
         return message
     message.set_content(_plain(delivery))
-    message.add_alternative(_html(delivery), subtype="html")
+    heading = f"New talk · {delivery.feed}"
+    message.add_alternative(_html(heading, delivery.feed, [delivery]), subtype="html")
     return message
 
 
@@ -90,13 +91,10 @@ def render_digest(digest: Digest, sender: str, recipients: tuple[str, ...]) -> E
     message["Date"] = formatdate(usegmt=True)
     message["Message-ID"] = make_msgid(idstring=digest.id[:16], domain="watcher.local")
     plain = [message["Subject"], ""]
-    parts = [f"<h2>{html.escape(message['Subject'])}</h2>"]
-    for item in digest.items:
-        delivery = Delivery(item.id, item.feed, digest.destination, item.talk)
-        plain += [_plain(delivery).rstrip(), ""]
-        parts.append(_html(delivery))
+    deliveries = [Delivery(i.id, i.feed, digest.destination, i.talk) for i in digest.items]
+    plain += [_plain(delivery).rstrip() + "\n" for delivery in deliveries]
     message.set_content("\n".join(plain))
-    message.add_alternative("<hr>".join(parts), subtype="html")
+    message.add_alternative(_html(message["Subject"], "", deliveries), subtype="html")
     return message
 
 
@@ -117,25 +115,33 @@ def _links(delivery: Delivery) -> list[tuple[str, str | None]]:
     return [("Talk page", talk.url), ("Video", talk.video_url)]
 
 
-def _html(delivery: Delivery) -> str:
-    talk = delivery.talk
-    esc = html.escape
-    parts = [f"<h2>{esc(talk.title)}</h2>"]
-    if talk.thumbnail:
-        parts.append(f'<p><img src="{esc(talk.thumbnail)}" alt="First slide" width="480"></p>')
-    items = "".join(f"<li><b>{esc(label)}:</b> {esc(value)}</li>" for label, value in facts(talk))
-    if items:
-        parts.append(f"<ul>{items}</ul>")
-    if talk.first_lines:
-        quoted = "".join(f"<p>{esc(line)}</p>" for line in talk.first_lines)
-        parts.append(f"<blockquote>{quoted}</blockquote>")
-    links = " · ".join(
-        f'<a href="{esc(url)}">{esc(label)}</a>' for label, url in _links(delivery) if url
+_LAYOUT = jinja2.Environment(
+    loader=jinja2.PackageLoader("watcher", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+_BUTTON_COLOURS = ("#0969da", "#1f2328")
+
+
+def _html(heading: str, feed: str, deliveries: list[Delivery]) -> str:
+    """A notification people are used to, held up by tables and inline styles as email
+    clients need (templates/email.html): per talk, the thumbnail beside the title, the
+    facts under it, the first lines quoted, buttons for the talk and the video."""
+    return _LAYOUT.get_template("email.html").render(
+        heading=heading, feed=feed, cards=[_card(delivery) for delivery in deliveries]
     )
-    if links:
-        parts.append(f"<p>{links}</p>")
-    parts.append(f"<p><small>watcher, feed {esc(delivery.feed)}</small></p>")
-    return "<!doctype html><html><body>" + "".join(parts) + "</body></html>\n"
+
+
+def _card(delivery: Delivery) -> dict[str, Any]:
+    named = dict(facts(delivery.talk))
+    byline = " · ".join(value for key in ("Speaker", "Event") if (value := named.pop(key, "")))
+    links = zip(_links(delivery), _BUTTON_COLOURS, strict=True)
+    return {
+        "talk": delivery.talk,
+        "byline": byline,
+        "details": " · ".join(f"{label}: {value}" for label, value in named.items()),
+        "buttons": [(label, url, colour) for (label, url), colour in links if url],
+    }
 
 
 def _quit_quietly(smtp: smtplib.SMTP) -> None:
