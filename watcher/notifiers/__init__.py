@@ -7,13 +7,20 @@ from typing import Any
 
 from watcher.notifiers.base import Notifier
 from watcher.notifiers.console import ConsoleNotifier
+from watcher.notifiers.discord import DiscordNotifier
 from watcher.notifiers.email import EmailNotifier
 from watcher.notifiers.slack import SlackNotifier
 from watcher.notifiers.webhook import WebhookNotifier
 
 NOTIFIERS: Mapping[str, type[Notifier]] = {
     notifier.TYPE: notifier
-    for notifier in (ConsoleNotifier, WebhookNotifier, SlackNotifier, EmailNotifier)
+    for notifier in (
+        ConsoleNotifier,
+        WebhookNotifier,
+        SlackNotifier,
+        EmailNotifier,
+        DiscordNotifier,
+    )
 }
 
 
