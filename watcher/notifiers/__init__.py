@@ -10,6 +10,7 @@ from watcher.notifiers.console import ConsoleNotifier
 from watcher.notifiers.discord import DiscordNotifier
 from watcher.notifiers.email import EmailNotifier
 from watcher.notifiers.slack import SlackNotifier
+from watcher.notifiers.teams import TeamsNotifier
 from watcher.notifiers.webhook import WebhookNotifier
 
 NOTIFIERS: Mapping[str, type[Notifier]] = {
@@ -20,6 +21,7 @@ NOTIFIERS: Mapping[str, type[Notifier]] = {
         SlackNotifier,
         EmailNotifier,
         DiscordNotifier,
+        TeamsNotifier,
     )
 }
 
