@@ -9,6 +9,7 @@ from watcher.notifiers.base import Notifier
 from watcher.notifiers.console import ConsoleNotifier
 from watcher.notifiers.discord import DiscordNotifier
 from watcher.notifiers.email import EmailNotifier
+from watcher.notifiers.ntfy import NtfyNotifier
 from watcher.notifiers.slack import SlackNotifier
 from watcher.notifiers.teams import TeamsNotifier
 from watcher.notifiers.webhook import WebhookNotifier
@@ -22,6 +23,7 @@ NOTIFIERS: Mapping[str, type[Notifier]] = {
         EmailNotifier,
         DiscordNotifier,
         TeamsNotifier,
+        NtfyNotifier,
     )
 }
 
