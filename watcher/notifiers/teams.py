@@ -5,7 +5,8 @@
 
 Feed text is untrusted. TextBlocks and facts render a subset of markdown, so a
 zero-width space follows every `]` (no `[x](javascript:…)` link can form) and every
-`<` (no `<at>` mention, no `<https://…>` autolink); control characters are dropped.
+`<` (no `<at>` mention, no `<https://…>` autolink) and every `@` (no `@channel`
+text, even where Teams would never read it as a mention); control characters go.
 Only http(s) URLs reach the image and the buttons. The whole message stays under
 Teams' 28 KB: the first lines are cut first, then every text.
 """
@@ -32,7 +33,7 @@ URL_CHARS = 2048
 CARD_VERSION = "1.4"
 
 ZWSP = "\u200b"
-ESCAPES = {"]": "]" + ZWSP, "<": "<" + ZWSP}
+ESCAPES = {"]": "]" + ZWSP, "<": "<" + ZWSP, "@": "@" + ZWSP}
 
 
 def escape(text: str, limit: int) -> str:
