@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from watcher.notifiers.apprise import AppriseNotifier
 from watcher.notifiers.base import Notifier
 from watcher.notifiers.console import ConsoleNotifier
 from watcher.notifiers.discord import DiscordNotifier
@@ -24,6 +25,7 @@ NOTIFIERS: Mapping[str, type[Notifier]] = {
         DiscordNotifier,
         TeamsNotifier,
         NtfyNotifier,
+        AppriseNotifier,
     )
 }
 
