@@ -12,8 +12,15 @@ import pytest
 from tests.conftest import SEED_FEED
 from tests.test_render import strings
 from watcher.feed import parse_feed
-from watcher.notifiers import discord, ntfy, teams
-from watcher.notifiers.base import Alert, Delivery, json_bytes
+from watcher.notifiers import apprise, discord, ntfy, teams
+from watcher.notifiers.base import (
+    Alert,
+    Delivery,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+    UnreachableError,
+    json_bytes,
+)
 from watcher.notifiers.text import utf16_len
 from watcher.talk import Talk
 
@@ -229,3 +236,28 @@ def test_ntfy_message_reads_as_a_plain_summary():
 )
 def test_ntfy_publishes_to_the_server_root(url, root, topic):
     assert ntfy.topic_of(url) == (root, topic)
+
+
+@pytest.mark.parametrize("delivery", list(deliveries()))
+def test_apprise_text_is_short_and_harmless(delivery):
+    title, body = apprise.render(delivery)
+    assert 0 < len(title) <= 250 and "\n" not in title
+    assert 0 < len(body) <= 1900
+    assert_harmless({"title": title, "body": body})
+    for line in body.splitlines():
+        if line.startswith(("Talk: ", "Video: ")):
+            assert line.split(": ", 1)[1].startswith("https://")
+
+
+def test_apprise_errors_are_told_apart_and_never_repeat_the_url():
+    url = "tgram://123456:ABCDEFsecret/987654"
+    logged = (
+        "2026-06-08 10:00:00,000 - WARNING - Failed for ABCDEFsecret: Bad Request, error=400.\n"
+    )
+    error = apprise.error_from(logged, url)
+    assert isinstance(error, PermanentDeliveryError) and "ABCDEFsecret" not in str(error)
+    assert str(error) == "apprise tgram: Failed for ***: Bad Request, error=400."
+    assert isinstance(apprise.error_from("… error=503.", url), TransientDeliveryError)
+    assert isinstance(apprise.error_from("… error=429.", url), TransientDeliveryError)
+    refused = apprise.error_from("A Connection error occurred sending to x.", url)
+    assert isinstance(refused, UnreachableError)
