@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -143,11 +143,13 @@ async def post_json(
     *,
     headers: Mapping[str, str] | None = None,
     timeout: float,
+    retry_hint: Callable[[str], float | None] | None = None,
 ) -> None:
     """POST a JSON `body`; return on 2xx, raise a `DeliveryError` otherwise.
 
     The whole exchange is bounded by `timeout`, and at most a short excerpt of
-    the response body is read.
+    the response body is read. `retry_hint` reads a retry delay out of the excerpt of
+    a transient failure (a service that says it in its body, not in `Retry-After`).
     """
     headers = {"Content-Type": "application/json", **(headers or {})}
     try:
@@ -170,9 +172,14 @@ async def post_json(
             f"HTTP {response.status_code} redirect to {location}: a webhook must answer"
             f" itself, not redirect (the message would be lost); update the URL"
         )
-    raise status_error(
+    error = status_error(
         response.status_code, response.reason_phrase, excerpt, response.headers.get("retry-after")
     )
+    if retry_hint is not None and isinstance(error, TransientDeliveryError):
+        hint = retry_hint(excerpt)
+        if hint is not None:
+            error.retry_after = hint
+    raise error
 
 
 def status_error(

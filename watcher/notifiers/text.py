@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Mapping
+
 from watcher.talk import Talk
+from watcher.text import clean_text
+from watcher.urls import SURROGATES
 
 
 def format_duration(seconds: int) -> str:
@@ -42,3 +47,53 @@ def facts(talk: Talk) -> list[tuple[str, str]]:
         ("Published", talk.published[:10] if talk.published else None),
     ]
     return [(label, value) for label, value in candidates if value]
+
+
+# Control characters (C0 but tab and line breaks, DEL, C1) and the invisible direction
+# controls that can make a reader see text in another order than it is.
+_UNSEEN = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: str) -> str:
+    """`text` without control or direction characters; `\\n` and tab stay."""
+    return _UNSEEN.sub("", SURROGATES.sub("\ufffd", text.replace("\r\n", "\n")))
+
+
+def one_line(text: str) -> str:
+    """Feed text as one line: white space collapsed, control characters dropped."""
+    return clean_text(visible(text))
+
+
+def utf16_len(text: str) -> int:
+    """Length in UTF-16 code units: never less than in code points, so a service that
+    counts either way accepts it."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def utf8_len(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def fit(
+    text: str,
+    limit: int,
+    escapes: Mapping[str, str] | None = None,
+    measure: Callable[[str], int] = len,
+) -> str:
+    """`text` escaped (each character by `escapes`) and cut, never inside an escape, to at
+    most `limit` as `measure` counts, ending with `…` when cut."""
+    table = escapes or {}
+    escaped = "".join(table.get(ch, ch) for ch in text)
+    if measure(escaped) <= limit:
+        return escaped
+    pieces: list[str] = []
+    used = 0
+    budget = limit - measure("…")
+    for ch in text:
+        piece = table.get(ch, ch)
+        size = measure(piece)
+        if used + size > budget:
+            break
+        pieces.append(piece)
+        used += size
+    return "".join(pieces).rstrip() + "…" if budget >= 0 else ""
