@@ -19,6 +19,8 @@ def test_preview_renders_each_destination_and_touches_no_state(tmp_path, httpser
         f'[watcher]\nstate = "state.json"\n\n[[feeds]]\nname = "talks"\nurl = "{feed.url}"\n\n'
         + webhook_table("hook", "http://127.0.0.1:9/hook")
         + slack
+        + '[[destinations]]\nname = "chat"\ntype = "discord"\n'
+        + 'url = "https://discord.com/api/webhooks/1/discordsecret"\n'
     )
     write_config(tmp_path, body)
     result = watcher_command(
@@ -34,7 +36,8 @@ def test_preview_renders_each_destination_and_touches_no_state(tmp_path, httpser
     webhook_part = out.split(f"=== hook (webhook): {metal}: sent (no rule drops it)\n")[1]
     payload = json.loads(webhook_part.split("\n=== ")[0])
     assert payload["type"] == "talk.new" and payload["talk"]["title"] == metal
-    assert out.count("=== ") == 4, "two talks, two destinations"
+    assert out.count("=== ") == 6, "two talks, three destinations"
+    assert '"allowed_mentions"' in out.split(f"=== chat (discord): {metal}")[1]
     assert "secret" not in out + result.stderr
     assert not (tmp_path / "state.json").exists() and len(feed.requests) == 1
 
