@@ -40,6 +40,7 @@ from watcher.clock import iso
 from watcher.config import DeliveryPolicy
 from watcher.digest import send_digest
 from watcher.events import DeliveryEvent, DeliveryOutcome, Observers
+from watcher.ledger import Ledger
 from watcher.logs import log_context
 from watcher.notifiers.base import (
     Delivery,
@@ -79,6 +80,7 @@ class Deliverer:
         self.client = client
         self.clock = clock
         self.rng = rng or random.Random()
+        self.ledger = Ledger(store, lambda name: self.policies.get(name), clock, self.rng)
         self.observers = observers or Observers()
         self._locks: dict[str, asyncio.Lock] = {}
         self._wake: dict[str, asyncio.Event] = {}
@@ -241,7 +243,7 @@ class Deliverer:
             if outcome is Outcome.SENT:
                 self.store.delivered(entry.id)
             elif outcome is Outcome.DEAD:
-                self._dead(name, entry, entry.attempts + 1, error or "")
+                self.ledger.dead(name, entry, entry.attempts + 1, error or "")
             self._tell(name, entry, Attempt(outcome, error=error))
         if outcome is Outcome.RETRY:  # the digest stays whole: one time for all its talks
             waited = (now - datetime.fromisoformat(due[0].created)).total_seconds()
@@ -250,7 +252,7 @@ class Deliverer:
             self.store.update_deliveries(dataclasses.replace(e, next_attempt=again) for e in tried)
             log.warning("destination %s: digest failed: %s; again at %s", name, error, again)
         elif outcome is Outcome.SENT:
-            self._note(name, last_success=iso(self.clock()))
+            self.ledger.note(name, last_success=iso(self.clock()))
         result.sent += len(due) if outcome is Outcome.SENT else 0
         result.dead += len(due) if outcome is Outcome.DEAD else 0
         result.failed += len(due) if outcome is Outcome.RETRY else 0
@@ -335,7 +337,7 @@ class Deliverer:
         try:
             await notifier.send(delivery, self.client)
         except PermanentDeliveryError as exc:
-            self._dead(name, entry, attempts, str(exc))
+            self.ledger.dead(name, entry, attempts, str(exc))
             log.error("%s: rejected, dead-lettered: %s", context, exc)
             result.dead += 1
             result.errors.append(f"{name}: {exc}")
@@ -348,7 +350,9 @@ class Deliverer:
                 log.exception("%s: the notifier failed unexpectedly", context)
             result.errors.append(f"{name}: {error}")
             retry_after = getattr(exc, "retry_after", None)
-            if self._retry_later(name, entry, attempts, error, context):
+            if self.ledger.retry_later(
+                name, entry, attempts, error, context, quiet=name in self._outages
+            ):
                 result.failed += 1
                 unreachable = isinstance(exc, UnreachableError)
                 return Attempt(Outcome.DOWN if unreachable else Outcome.RETRY, retry_after, error)
@@ -361,64 +365,10 @@ class Deliverer:
             # after a restart, with the same id for the receiver to drop).
             self.store.forget_queued(entry.id)
             raise
-        self._note(name, last_success=iso(self.clock()))
+        self.ledger.note(name, last_success=iso(self.clock()))
         log.info("%s: delivered", context)
         result.sent += 1
         return Attempt(Outcome.SENT)
-
-    def _note(
-        self,
-        name: str,
-        last_success: str | None = None,
-        last_error: str | None = None,
-        last_error_at: str | None = None,
-    ) -> None:
-        """Note how the destination fares (`watcher status` shows it)."""
-        state = self.store.destination(name)
-        if last_success:
-            state = dataclasses.replace(state, last_success=last_success)
-        if last_error:
-            state = dataclasses.replace(state, last_error=last_error, last_error_at=last_error_at)
-        self.store.save_destination(state)
-
-    def _retry_later(
-        self, name: str, entry: OutboxEntry, attempts: int, error: str, context: str
-    ) -> bool:
-        """Schedule the next try (True), or dead-letter the delivery if it is time to give
-        up (False): `give_up_after` counts from its first failure, not from when it was
-        queued, so a backlog that waited out an outage is not dropped on one failure."""
-        policy = self.policies.get(name) or DeliveryPolicy()  # removed by a reload: defaults
-        now = self.clock()
-        first_failed = entry.first_failed_at or iso(now)
-        failing_for = (now - datetime.fromisoformat(first_failed)).total_seconds()
-        if failing_for >= policy.give_up_after or (
-            policy.max_attempts and attempts >= policy.max_attempts
-        ):
-            self._dead(name, entry, attempts, f"gave up after {attempts} attempts: {error}")
-            log.error("%s: giving up after %d attempts: %s", context, attempts, error)
-            return False
-        delay = retry_delay(failing_for, self.rng)
-        retry = dataclasses.replace(
-            entry,
-            attempts=attempts,
-            last_error=error,
-            first_failed_at=first_failed,
-            next_attempt=iso(now + timedelta(seconds=delay)),
-        )
-        self.store.update_deliveries([retry])
-        self._note(name, last_error=error, last_error_at=iso(now))
-        # A probe of a destination known to be down: one WARNING said it went down.
-        level = logging.DEBUG if name in self._outages else logging.WARNING
-        log.log(level, "%s: failed (attempt %d): %s", context, attempts, error)
-        return True
-
-    def _dead(self, name: str, entry: OutboxEntry, attempts: int, error: str) -> None:
-        now = iso(self.clock())
-        dead = dataclasses.replace(
-            entry, attempts=attempts, last_error=error, dead=True, next_attempt=None, dead_at=now
-        )
-        self.store.update_deliveries([dead])
-        self._note(name, last_error=error, last_error_at=now)
 
 
 _SAID = {  # for events
