@@ -99,3 +99,17 @@ def test_a_bad_template_is_a_config_error_naming_the_key(tmp_path, template, err
     )
     result = watcher_command("check-config", "--config", "watcher.toml", cwd=tmp_path)
     assert result.returncode == 2 and error in result.stderr, result.stderr
+
+
+def test_a_command_does_not_load_what_only_templates_or_the_daemon_need():
+    """Start-up is a cost every `watcher poll` under cron pays: Jinja2 (templates, the page),
+    uvicorn, Starlette, prometheus-client and APScheduler load only when used."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, watcher.cli; heavy = ('jinja2', 'uvicorn', 'starlette', 'prometheus_client',"
+        " 'apscheduler'); print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
-from typing import Any, Literal
-
-import jinja2
-from jinja2.sandbox import SandboxedEnvironment
+from typing import TYPE_CHECKING, Any, Literal
 
 from watcher.schema import ConfigError
 from watcher.talk import Talk
 from watcher.text import clean_text
+
+if TYPE_CHECKING:
+    from jinja2.sandbox import SandboxedEnvironment
 
 Target = Literal["slack", "html", "text", "header"]
 
@@ -51,6 +51,10 @@ def _escaper(target: Target) -> Callable[[str], str]:
 
 
 def _environment(target: Target) -> SandboxedEnvironment:
+    """Imported here: Jinja2 is a tenth of a command's start-up, and only templates need it."""
+    import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
+
     return SandboxedEnvironment(
         autoescape=target == "html",
         undefined=jinja2.StrictUndefined,
@@ -61,6 +65,8 @@ def _environment(target: Target) -> SandboxedEnvironment:
 
 class MessageTemplate:
     def __init__(self, source: str, target: Target, where: str) -> None:
+        import jinja2
+
         self.source = source
         self.target = target
         try:

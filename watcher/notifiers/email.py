@@ -8,6 +8,7 @@ RFC 2047 encoded word (CVE-2024-6923).
 from __future__ import annotations
 
 import asyncio
+import functools
 import smtplib
 import ssl
 from collections.abc import Mapping
@@ -15,10 +16,9 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, make_msgid
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
-import jinja2
 
 from watcher.messages import MessageTemplate, template_setting
 from watcher.notifiers.base import (
@@ -31,6 +31,9 @@ from watcher.notifiers.base import (
 from watcher.notifiers.text import facts
 from watcher.schema import ConfigError, Setting, boolean, duration, string_list, text, whole_number
 from watcher.text import clean_text
+
+if TYPE_CHECKING:
+    import jinja2
 
 SUBJECT_CHARS = 200
 
@@ -115,11 +118,19 @@ def _links(delivery: Delivery) -> list[tuple[str, str | None]]:
     return [("Talk page", talk.url), ("Video", talk.video_url)]
 
 
-_LAYOUT = jinja2.Environment(
-    loader=jinja2.PackageLoader("watcher", "templates"),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-)
+@functools.cache
+def _layout() -> jinja2.Template:
+    """Loaded once, when the first email is rendered (Jinja2 is slow to import)."""
+    import jinja2
+
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("watcher", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    return environment.get_template("email.html")
+
+
 _BUTTON_COLOURS = ("#0969da", "#1f2328")
 
 
@@ -127,7 +138,7 @@ def _html(heading: str, feed: str, deliveries: list[Delivery]) -> str:
     """A notification people are used to, held up by tables and inline styles as email
     clients need (templates/email.html): per talk, the thumbnail beside the title, the
     facts under it, the first lines quoted, buttons for the talk and the video."""
-    return _LAYOUT.get_template("email.html").render(
+    return _layout().render(
         heading=heading, feed=feed, cards=[_card(delivery) for delivery in deliveries]
     )
 
