@@ -4,14 +4,17 @@
 Run by hand (see benchmarks/README.md), never by the test suite:
 
     .venv/bin/python benchmarks/bench_poll.py [--feeds 200] [--talks 20] [--concurrency 16]
-        [--rss2email] [--scale] [--profile DIR] [--server auto|nginx|python] [--keep]
+        [--rss2email] [--reader] [--scale] [--profile DIR] [--server auto|nginx|python] [--keep]
 
 It generates N feeds in the seed fixture's format into a temp folder, serves them
 from nginx (or a Python fallback) on 127.0.0.1, and runs three phases, each as
 fresh child processes whose wall time, CPU (user+sys) and peak RSS are measured:
 cold (first poll: baseline, nothing announced), steady (nothing changed: all 304)
 and changed (one new talk per feed: exactly N webhook POSTs). Each phase is also
-run by lower_bound.py: the same fetches with httpx and GUIDs read with lxml.
+run by two lower bounds, and each watcher phase's ratio is to the faster of them:
+lower_bound.py (the same fetches with httpx.AsyncClient at the watcher's
+concurrency, GUIDs read with lxml) and lowerbound_shared.py (one feed at a time
+with httpx.Client, conditional GET, lxml GUIDs, one POST per new GUID).
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ import servers  # noqa: E402
 PHASES = ("cold", "steady", "changed")
 SCALE_PHASES = ("cold", "steady")
 EXPECTED_STATUS = {"cold": 200, "steady": 304, "changed": 200}
+SHARED_CLIENT = "python-httpx"  # lowerbound_shared.py sends httpx's default User-Agent
+READER_CLIENT = "python-reader"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,6 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--talks", type=int, default=20, help="talks per feed K (default 20)")
     parser.add_argument("--concurrency", type=int, default=16, help="feeds at once (default 16)")
     parser.add_argument("--rss2email", action="store_true", help="also run rss2email (pip)")
+    parser.add_argument("--reader", action="store_true", help="also run reader (.[bench])")
     parser.add_argument(
         "--scale", action="store_true", help="2000 feeds of small talks; cold then steady"
     )
@@ -99,14 +105,17 @@ class Measured:
         return self.returncode == 0 and not self.timed_out
 
 
-def measure(command: list[str], logs: Path, cwd: Path, timeout: float) -> Measured:
+def measure(
+    command: list[str], logs: Path, cwd: Path, timeout: float, env: dict[str, str] | None = None
+) -> Measured:
     """Run `command` to the end (killed after `timeout`); stdout and stderr go to
     `logs`.out / .err. wait4 gives this child's own rusage, so the peak RSS is
     this run's alone, not the maximum over every child so far."""
     expired = threading.Event()
     with logs.with_suffix(".out").open("wb") as out, logs.with_suffix(".err").open("wb") as err:
         start = time.perf_counter()
-        process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=err)
+        environment = {**os.environ, **env} if env else None
+        process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=err, env=environment)
 
         def expire() -> None:
             expired.set()
@@ -149,6 +158,7 @@ class Bench:
     feed_urls: dict[str, str]
     r2e: rss2email_side.Rss2Email | None = None
     smtp: servers.SmtpSink | None = None
+    reader_db: Path | None = None  # reader's SQLite file, once its feeds are added
     broken: str | None = None  # why the watcher's later phases are skipped
     load_at_start: str = field(default_factory=lambda: _load_average())
     revision_at_start: str = field(default_factory=lambda: _git_revision())
@@ -223,7 +233,8 @@ def set_up(args: argparse.Namespace, home: Path, stack: ExitStack) -> tuple[Benc
     config = write_config(home, feed_urls, sink.url, args.concurrency)
     urls = home / "urls.json"
     urls.write_text(json.dumps(list(feed_urls.values())))
-    for folder in ("logs", "validators"):
+    (home / "urls.txt").write_text("".join(f"{url}\n" for url in feed_urls.values()))
+    for folder in ("logs", "validators", "shared-state"):
         (home / folder).mkdir()
     bench = Bench(args, home, writer, server, sink, config, urls, feed_urls)
     return bench, sizes
@@ -248,6 +259,21 @@ def set_up_rss2email(bench: Bench, stack: ExitStack) -> str | None:
     return version
 
 
+def set_up_reader(bench: Bench) -> str | None:
+    """Add the feeds to a fresh reader database (not timed); None, with the reason
+    printed, if reader is not installed in the watcher's venv."""
+    db = bench.home / "reader.sqlite"
+    logs = bench.home / "logs" / "reader-add"
+    command = [bench.args.python, str(HERE / "reader_side.py"), "add", str(db), str(bench.urls)]
+    result = measure(command, logs, bench.home, bench.args.phase_timeout)
+    if not result.ok:
+        why = (log_excerpt(logs, 1) or ["no output"])[-1]
+        print(f"reader: skipped ({why}); pip install -e '.[bench]'")
+        return None
+    bench.reader_db = db
+    return "reader " + json.loads(logs.with_suffix(".out").read_text())["version"]
+
+
 # one phase
 
 
@@ -259,8 +285,20 @@ class PhaseResult:
     lower_guids: int
     posts: int
     http: Counter  # (client, status) → answers during the phase
+    shared: Measured | None = None  # lowerbound_shared.py
+    shared_detected: int = -1
+    shared_posts: int = 0
     r2e: Measured | None = None
     mails: int = 0
+    reader: Measured | None = None
+    reader_new: int = -1
+
+    @property
+    def faster(self) -> tuple[str, Measured | None]:
+        """The faster lower bound of the two that completed: ("async" | "seq", its run)."""
+        runs = [(w, m) for w, m in (("async", self.lower), ("seq", self.shared)) if m and m.ok]
+        return min(runs, key=lambda pair: pair[1].wall) if runs else ("-", None)
+
     problems: list[str] = field(default_factory=list)
 
 
@@ -319,6 +357,38 @@ def run_lower_bound(bench: Bench, phase: str) -> tuple[Measured, int]:
     return result, summary["guids"]
 
 
+def run_shared_lower_bound(bench: Bench, phase: str) -> tuple[Measured, int, int]:
+    """lowerbound_shared.py: its cold mode, then its poll mode (conditional GET, a POST
+    per new GUID to the sink); (run, GUIDs it detected as new, POSTs the sink got)."""
+    logs = bench.home / "logs" / f"shared-{phase}"
+    mode = "cold" if phase == "cold" else "poll"
+    command = [bench.args.python, str(HERE / "lowerbound_shared.py"), mode]
+    env = {
+        "FEEDS_FILE": str(bench.home / "urls.txt"),
+        "SINK_URL": bench.sink.url,
+        "STATE_DIR": str(bench.home / "shared-state"),
+    }
+    posts_before = bench.sink.posts
+    result = measure(command, logs, bench.home, bench.args.phase_timeout, env)
+    posts = bench.sink.posts - posts_before
+    detected = -1
+    for line in logs.with_suffix(".out").read_text().splitlines():
+        if line.startswith("BENCH_DETECTED="):
+            detected = int(line.partition("=")[2])
+    return result, detected, posts
+
+
+def run_reader(bench: Bench, phase: str) -> tuple[Measured, int]:
+    logs = bench.home / "logs" / f"reader-{phase}"
+    command = [bench.args.python, str(HERE / "reader_side.py"), "update", str(bench.reader_db)]
+    result = measure(command, logs, bench.home, bench.args.phase_timeout)
+    try:
+        summary = json.loads(logs.with_suffix(".out").read_text())
+    except ValueError:
+        summary = {"new": -1}
+    return result, summary["new"]
+
+
 def run_phase(bench: Bench, phase: str) -> PhaseResult:
     print(f"phase {phase}: watcher…", end="", flush=True)
     http_before, posts_before = bench.server.counts(), bench.sink.posts
@@ -327,12 +397,19 @@ def run_phase(bench: Bench, phase: str) -> PhaseResult:
     print(" lower bound…", end="", flush=True)
     lower, guids = run_lower_bound(bench, phase)
     result = PhaseResult(phase, watcher, lower, guids, posts, Counter())
+    print(" shared lower bound…", end="", flush=True)
+    result.shared, result.shared_detected, result.shared_posts = run_shared_lower_bound(
+        bench, phase
+    )
     if bench.r2e and bench.smtp:
         print(" rss2email…", end="", flush=True)
         mails_before = bench.smtp.messages
         logs = bench.home / "logs" / f"rss2email-{phase}"
         result.r2e = measure(bench.r2e.command(phase), logs, bench.home, bench.args.phase_timeout)
         result.mails = bench.smtp.messages - mails_before
+    if bench.reader_db:
+        print(" reader…", end="", flush=True)
+        result.reader, result.reader_new = run_reader(bench, phase)
     result.http = bench.server.counts() - http_before
     print(" done", flush=True)
     result.problems = check(bench, result)
@@ -346,7 +423,13 @@ def check(bench: Bench, result: PhaseResult) -> list[str]:
     want_posts = n if phase == "changed" else 0
     want_guids = {"cold": n * k, "steady": 0, "changed": n * (k + 1)}[phase]
     problems = []
-    runs = [("watcher", result.watcher), ("lowerbound", result.lower), ("rss2email", result.r2e)]
+    runs = [
+        ("watcher", result.watcher),
+        ("lowerbound", result.lower),
+        (SHARED_CLIENT, result.shared),
+        ("rss2email", result.r2e),
+        (READER_CLIENT, result.reader),
+    ]
     for client, run in runs:
         got = {s: c for (who, s), c in result.http.items() if who == client}
         if run is not None and got != {EXPECTED_STATUS[phase]: n}:
@@ -357,6 +440,17 @@ def check(bench: Bench, result: PhaseResult) -> list[str]:
         problems.append(f"watcher: sink received {result.posts} POSTs, expected {want_posts}")
     if result.lower_guids != want_guids:
         problems.append(f"lower bound: read {result.lower_guids} GUIDs, expected {want_guids}")
+    want_new = {"cold": n * k, "steady": 0, "changed": n}[phase]
+    if result.shared is not None and result.shared_detected != want_new:
+        problems.append(
+            f"shared lower bound: detected {result.shared_detected} new GUIDs, expected {want_new}"
+        )
+    if result.shared is not None and result.shared_posts != want_posts:
+        problems.append(
+            f"shared lower bound: sink received {result.shared_posts} POSTs, expected {want_posts}"
+        )
+    if result.reader is not None and result.reader_new != want_new:
+        problems.append(f"reader: {result.reader_new} new entries, expected {want_new}")
     if result.r2e is not None and result.mails != want_posts:
         problems.append(f"rss2email: sent {result.mails} mails, expected {want_posts}")
     return problems
@@ -477,14 +571,39 @@ def print_rows(header: list[str], rows: list[list[str]]) -> None:
 
 def print_tables(results: list[PhaseResult]) -> None:
     header = ["phase", "watcher wall s", "cpu s", "peak RSS MB"]
-    header += ["lower-bound wall s", "cpu s", "RSS MB", "ratio wall"]
-    print_rows(
-        header,
-        [
-            [r.phase, *_cells(r.watcher), *_cells(r.lower), _ratio(r.watcher, r.lower)]
-            for r in results
-        ],
+    header += ["async bound wall s", "seq bound wall s", "faster", "ratio wall (to faster)"]
+    rows = []
+    for r in results:
+        which, faster = r.faster
+        wall = [_cells(r.lower)[0], _cells(r.shared)[0]]
+        rows.append([r.phase, *_cells(r.watcher), *wall, which, _ratio(r.watcher, faster)])
+    print_rows(header, rows)
+    print(
+        "lower bounds: async = lower_bound.py (httpx.AsyncClient at the watcher's concurrency),"
+        "\n              seq = lowerbound_shared.py (httpx.Client, one feed at a time, POSTs):"
     )
+    header = ["phase", "async wall s", "cpu s", "RSS MB", "seq wall s", "cpu s", "RSS MB"]
+    header += ["watcher/async", "watcher/seq"]
+    rows = [
+        [
+            r.phase,
+            *_cells(r.lower),
+            *_cells(r.shared),
+            _ratio(r.watcher, r.lower),
+            _ratio(r.watcher, r.shared),
+        ]
+        for r in results
+    ]
+    print_rows(header, rows)
+    if any(r.reader for r in results):
+        header = ["phase", "reader wall s", "cpu s", "peak RSS MB", "watcher wall s"]
+        header += ["reader/watcher wall"]
+        rows = [
+            [r.phase, *_cells(r.reader), _cells(r.watcher)[0], _ratio(r.reader, r.watcher)]
+            for r in results
+        ]
+        print("reader (update_feeds(): one feed at a time; SQLite; delivers nothing):")
+        print_rows(header, rows)
     if any(r.r2e for r in results):
         header = ["phase", "rss2email wall s", "cpu s", "peak RSS MB", "watcher wall s"]
         header += ["rss2email/watcher wall"]
@@ -503,7 +622,10 @@ def print_checks(bench: Bench, results: list[PhaseResult]) -> bool:
         http = ", ".join(f"{who} {status}×{count}" for (who, status), count in answers)
         print(
             f"  {r.phase}: HTTP {http or 'none'}; webhook POSTs {r.posts}; "
-            f"lower-bound GUIDs {r.lower_guids}" + (f"; mails {r.mails}" if r.r2e else "")
+            f"lower-bound GUIDs {r.lower_guids}; shared lower bound new GUIDs "
+            f"{r.shared_detected}, POSTs {r.shared_posts}"
+            + (f"; mails {r.mails}" if r.r2e else "")
+            + (f"; reader new entries {r.reader_new}" if r.reader else "")
         )
         for problem in r.problems:
             print(f"    FAIL: {problem}")
@@ -533,6 +655,7 @@ def run(args: argparse.Namespace, home: Path) -> bool:
     with ExitStack() as stack:  # stops every server, also on an error or Ctrl-C
         bench, sizes = set_up(args, home, stack)
         r2e_version = set_up_rss2email(bench, stack) if args.rss2email else None
+        reader_version = set_up_reader(bench) if args.reader else None
         if args.profile:
             args.profile.mkdir(parents=True, exist_ok=True)
         print_header(bench, sizes)
@@ -547,6 +670,8 @@ def run(args: argparse.Namespace, home: Path) -> bool:
     print_header(bench, sizes)
     if r2e_version:
         print(f"rss2email: {r2e_version}")
+    if reader_version:
+        print(f"reader: {reader_version}")
     print_tables(results)
     passed = print_checks(bench, results)
     if args.profile:
