@@ -13,13 +13,14 @@ from watcher.talk import Talk
 NOW = "2026-01-01T00:00:00Z"
 
 
-def talk(guid: str, title: str | None = None) -> Talk:
-    return Talk(
+def talk(guid: str = "g", title: str | None = None, **fields: Any) -> Talk:
+    """A talk with these fields; the others empty."""
+    base: dict[str, Any] = dict(
         guid=guid,
-        title=title or guid,
+        title=title if title is not None else guid,
         speaker=None,
         event=None,
-        raw_title=title or guid,
+        raw_title=title if title is not None else guid,
         url=None,
         video_id=None,
         video_url=None,
@@ -28,6 +29,7 @@ def talk(guid: str, title: str | None = None) -> Talk:
         slides_present=0,
         duration=None,
     )
+    return Talk(**{**base, **fields})
 
 
 def delivery(

@@ -15,18 +15,18 @@ def test_the_default_email_is_a_designed_card(tmp_path, httpserver, browser):  #
     httpserver.expect_request("/slide.png").respond_with_data(
         png(320, 180, (200, 40, 40)), content_type="image/png"
     )
-    shown = talk("https://e.test/t/1", "Keeping feeds polite <script>alert(1)</script>")
-    shown = type(shown)(**{
-        **shown.to_dict(),
-        "speaker": "Ada Lovelace",
-        "event": "PyCon Africa",
-        "url": "https://e.test/t/1",
-        "video_url": "https://www.youtube.com/watch?v=dQw4w9WgXcQ",
-        "slide_count": 12,
-        "duration": 862,
-        "thumbnail": httpserver.url_for("/slide.png"),
-        "first_lines": ["Feeds are read by machines.", "Be polite to them."],
-    })  # fmt: skip
+    shown = talk(
+        "https://e.test/t/1",
+        "Keeping feeds polite <script>alert(1)</script>",
+        speaker="Ada Lovelace",
+        event="PyCon Africa",
+        url="https://e.test/t/1",
+        video_url="https://www.youtube.com/watch?v=dQw4w9WgXcQ",
+        slide_count=12,
+        duration=862,
+        thumbnail=httpserver.url_for("/slide.png"),
+        first_lines=["Feeds are read by machines.", "Be polite to them."],
+    )
     message = render(Delivery("id", "talks", "mail", shown), "w@e.test", ("team@e.test",))
     page = tmp_path / "email.html"
     page.write_text(message.get_body(("html",)).get_content(), encoding="utf-8")

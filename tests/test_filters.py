@@ -9,9 +9,9 @@ import json
 import pytest
 
 from tests.conftest import FeedHost, Recorder, watcher_command, webhook_table, write_config
+from tests.store_helpers import talk
 from watcher.filters import Filter, rule
 from watcher.schema import ConfigError
-from watcher.talk import Talk
 
 
 def config(feed_url: str, *destinations: str, feed: str = "") -> str:
@@ -109,24 +109,6 @@ def test_a_bad_rule_is_a_config_error_naming_the_key(tmp_path, rules, error):
     write_config(tmp_path, config("feed.xml", webhook_table("hook", "http://127.0.0.1:9/", rules)))
     result = watcher_command("check-config", "--config", "watcher.toml", cwd=tmp_path)
     assert result.returncode == 2 and error in result.stderr, result.stderr
-
-
-def talk(**fields: object) -> Talk:
-    base = dict(
-        guid="g",
-        title="",
-        speaker=None,
-        event=None,
-        raw_title="",
-        url=None,
-        video_id=None,
-        video_url=None,
-        published=None,
-        slide_count=None,
-        slides_present=0,
-        duration=None,
-    )
-    return Talk(**{**base, **fields})  # type: ignore[arg-type]
 
 
 def test_plain_patterns_fold_case_as_unicode_does():

@@ -230,14 +230,17 @@ class Deliverer:
         """The due talks of a digest destination, as one message (`watcher.digest`)."""
         now = self.clock()
         send = getattr(self.notifiers[name], "send_digest", None)
+        policy = self.policies.get(name)
+        if send is None or policy is None or policy.digest is None:
+            return  # every pass of every destination comes here: no queue read without a digest
         due = [
             entry
             for entry in self.store.pending(name)
             if self._in_digest(name, entry) and (self._due(name, entry) or now) <= now
         ]
-        if send is None or not due or self._down(name, now):
+        if not due or self._down(name, now):
             return
-        await self._pace(name, self.policies[name])
+        await self._pace(name, policy)
         outcome, error = await send_digest(send, self.client, name, due)
         for entry in due:
             if outcome is Outcome.SENT:

@@ -23,7 +23,7 @@ import httpx
 
 from watcher.errors import WatcherError
 from watcher.httputil import parse_retry_after
-from watcher.schema import Setting, redact_url
+from watcher.schema import Setting, duration, http_url, redact_url
 from watcher.talk import Talk
 
 RESPONSE_EXCERPT_BYTES = 200
@@ -199,3 +199,43 @@ async def _excerpt(response: httpx.Response) -> str:
             break
     text = body[:RESPONSE_EXCERPT_BYTES].decode("utf-8", "replace")
     return " ".join(text.split())[:RESPONSE_EXCERPT_BYTES]
+
+
+class JsonWebhookNotifier:
+    """A destination that POSTs its own JSON rendering of a talk to a secret webhook URL
+    (Discord, Teams): the shared keys, description, preview and send. A type gives its
+    `TYPE`, `DEFAULT_RATE` and `render`, and, if its service says when to retry in the
+    answer's body, `retry_hint`."""
+
+    TYPE: ClassVar[str]
+    DEFAULT_RATE: ClassVar[float | None]
+    SETTINGS: ClassVar[Mapping[str, Setting]] = {
+        "url": Setting(http_url, required=True, secret=True),
+        "timeout": Setting(duration, default=10.0),
+    }
+
+    def __init__(self, name: str, settings: Mapping[str, Any]) -> None:
+        self.name = name
+        self.url = settings["url"]
+        self.timeout = settings["timeout"]
+
+    @staticmethod
+    def validate(settings: Mapping[str, Any], where: str) -> None:
+        pass
+
+    @classmethod
+    def describe(cls, settings: Mapping[str, Any]) -> str:
+        return f"{cls.TYPE} {redact_url(settings['url'])}"
+
+    def render(self, delivery: Delivery) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def retry_hint(self, excerpt: str) -> float | None:
+        return None
+
+    def preview(self, delivery: Delivery) -> tuple[str, list[str]]:
+        return json.dumps(self.render(delivery), indent=2, ensure_ascii=False), []
+
+    async def send(self, delivery: Delivery, client: httpx.AsyncClient) -> None:
+        body = json_bytes(self.render(delivery))
+        await post_json(client, self.url, body, timeout=self.timeout, retry_hint=self.retry_hint)

@@ -11,16 +11,11 @@ Discord never rejects a message for its size.
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import httpx
-
-from watcher.notifiers.base import Alert, Delivery, json_bytes, post_json
+from watcher.notifiers.base import Alert, Delivery, JsonWebhookNotifier
 from watcher.notifiers.text import facts, fit, one_line, utf16_len
-from watcher.schema import Setting, duration, http_url, redact_url
 from watcher.urls import safe_url
 
 CONTENT_CHARS = 2000
@@ -109,32 +104,14 @@ def retry_after(excerpt: str) -> float | None:
     return float(match.group(1)) if match else None
 
 
-class DiscordNotifier:
+class DiscordNotifier(JsonWebhookNotifier):
     TYPE: ClassVar[str] = "discord"
     # Discord documents no fixed webhook rate (its headers tell it as it goes); 30 messages
     # a minute per channel is what it is widely seen to allow, so stay at one per 2 s.
     DEFAULT_RATE: ClassVar[float | None] = 0.5
-    SETTINGS: ClassVar[Mapping[str, Setting]] = {
-        "url": Setting(http_url, required=True, secret=True),
-        "timeout": Setting(duration, default=10.0),
-    }
 
-    def __init__(self, name: str, settings: Mapping[str, Any]) -> None:
-        self.name = name
-        self.url = settings["url"]
-        self.timeout = settings["timeout"]
+    def render(self, delivery: Delivery) -> dict[str, Any]:
+        return render(delivery)
 
-    @staticmethod
-    def validate(settings: Mapping[str, Any], where: str) -> None:
-        pass
-
-    @staticmethod
-    def describe(settings: Mapping[str, Any]) -> str:
-        return f"discord {redact_url(settings['url'])}"
-
-    def preview(self, delivery: Delivery) -> tuple[str, list[str]]:
-        return json.dumps(render(delivery), indent=2, ensure_ascii=False), []
-
-    async def send(self, delivery: Delivery, client: httpx.AsyncClient) -> None:
-        body = json_bytes(render(delivery))
-        await post_json(client, self.url, body, timeout=self.timeout, retry_hint=retry_after)
+    def retry_hint(self, excerpt: str) -> float | None:
+        return retry_after(excerpt)

@@ -13,15 +13,10 @@ Teams' 28 KB: the first lines are cut first, then every text.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import httpx
-
-from watcher.notifiers.base import Alert, Delivery, json_bytes, post_json
+from watcher.notifiers.base import Alert, Delivery, JsonWebhookNotifier, json_bytes
 from watcher.notifiers.text import facts, fit, one_line
-from watcher.schema import Setting, duration, http_url, redact_url
 from watcher.urls import safe_url
 
 MESSAGE_BYTES = 28_000  # Teams: "the message size limit is 28 KB"
@@ -144,30 +139,10 @@ def _alert(alert: Alert) -> dict[str, Any]:
     return envelope([block], [])
 
 
-class TeamsNotifier:
+class TeamsNotifier(JsonWebhookNotifier):
     TYPE: ClassVar[str] = "teams"
     # Teams throttles a webhook past four requests a second; stay well below.
     DEFAULT_RATE: ClassVar[float | None] = 1.0
-    SETTINGS: ClassVar[Mapping[str, Setting]] = {
-        "url": Setting(http_url, required=True, secret=True),
-        "timeout": Setting(duration, default=10.0),
-    }
 
-    def __init__(self, name: str, settings: Mapping[str, Any]) -> None:
-        self.name = name
-        self.url = settings["url"]
-        self.timeout = settings["timeout"]
-
-    @staticmethod
-    def validate(settings: Mapping[str, Any], where: str) -> None:
-        pass
-
-    @staticmethod
-    def describe(settings: Mapping[str, Any]) -> str:
-        return f"teams {redact_url(settings['url'])}"
-
-    def preview(self, delivery: Delivery) -> tuple[str, list[str]]:
-        return json.dumps(render(delivery), indent=2, ensure_ascii=False), []
-
-    async def send(self, delivery: Delivery, client: httpx.AsyncClient) -> None:
-        await post_json(client, self.url, json_bytes(render(delivery)), timeout=self.timeout)
+    def render(self, delivery: Delivery) -> dict[str, Any]:
+        return render(delivery)
