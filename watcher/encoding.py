@@ -86,8 +86,11 @@ class NotAFeed(Refused):
 def prepared(data: bytes) -> tuple[bytes, list[str]]:
     """The document as feedparser's parsers will see it (UTF-8), made safe to give them."""
     document, warnings = _utf8(data)
-    document = _BIG_CHAR_REF.sub(_char_ref, document)
-    if b"<!ENTITY" in document and _declares_entities(document):
+    # One byte is looked for first: memchr is a twentieth of the time of a search for
+    # "&#" in a document full of "&lt;".
+    if b"#" in document:
+        document = _BIG_CHAR_REF.sub(_char_ref, document)
+    if b"!" in document and b"<!ENTITY" in document and _declares_entities(document):
         raise Refused("it declares XML entities, which can read files or URLs or expand to GBs")
     return document, warnings
 
@@ -127,10 +130,11 @@ def utf8_as_feedparser_would(data: bytes) -> bytes | None:
     declared = RE_XML_PI_ENCODING.match(data)
     if declared and declared.group(1).decode("utf-8", "replace").lower() != "utf-8":
         return None
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+    if not data.isascii():
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
     declaration = _XML_DECLARATION_BYTES.match(data)
     if declaration:
         return _FEEDPARSER_DECLARATION + data[declaration.end() :]

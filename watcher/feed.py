@@ -19,8 +19,9 @@ import feedparser
 import watcher.dates  # noqa: F401 (registers feedparser's handler of the dates it misses)
 from watcher.discover import is_html_page
 from watcher.encoding import NotAFeed, Refused, prepared
+from watcher.entry import talk_from_entry
 from watcher.identity import distinct_talks
-from watcher.talk import Talk, talk_from_entry
+from watcher.talk import Talk
 from watcher.text import clean_text, describe
 
 log = logging.getLogger(__name__)

@@ -56,10 +56,10 @@ async def poll_feed(
     now: datetime,
     respect_backoff: bool = False,
 ) -> PollResult:
-    """One poll, in its stages: load the feed's state → fetch → read → select what to
+    """One poll, in its stages: the feed's state (in memory) → fetch → read → the talks
+    seen (from its file, only once there is a document to read) → select what to
     announce → commit it all in one write."""
-    loaded = store.load(feed.name)
-    state = loaded.state
+    state = store.feed_state(feed.name)
     if respect_backoff and (reason := backing_off(feed, state, now)):
         log.debug("feed %s: skipped: %s", feed.name, reason)
         return PollResult(feed.name, PollOutcome.SKIPPED, error=reason)
@@ -87,7 +87,7 @@ async def poll_feed(
     newest, usual = cadence(talk.published for talk in read.identities)
     if usual is not None:
         success = dataclasses.replace(success, newest_talk=newest, median_gap=usual)
-    changes = diff(read.identities, loaded.seen_keys, feed.dedup)
+    changes = diff(read.identities, store.seen_keys(feed.name), feed.dedup)
     baseline = not state.baselined
     announce = _to_announce(feed, source, changes, read.identities, baseline)
     talks = await asyncio.to_thread(read.talks, announce) if announce else []

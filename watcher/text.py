@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from itertools import islice
-
-import lxml.etree
-import lxml.html
+from typing import TYPE_CHECKING
 
 from watcher.urls import SURROGATES
+
+if TYPE_CHECKING:  # lxml is imported where HTML is read: most commands read none
+    import lxml.html
 
 FIRST_LINES_MAX = 3
 FIRST_LINE_CHARS = 300
@@ -130,6 +131,9 @@ def _fragment(markup: str) -> lxml.html.HtmlElement | None:
         markup = _CROWDED_TAG.sub("&lt;", markup)
     if not markup.strip():
         return None
+    import lxml.etree
+    import lxml.html
+
     try:
         return lxml.html.fragment_fromstring(markup, create_parent="div")
     except lxml.etree.ParserError:

@@ -15,7 +15,6 @@ from watcher.fetch import Fetched, FetchError, new_client
 from watcher.filters import routes
 from watcher.notifiers import build_notifier
 from watcher.notifiers.base import Delivery, DeliveryError
-from watcher.notifiers.console import render as render_console
 from watcher.resolve import Discovery, check_feeds, fetch_through_page
 from watcher.schema import ConfigError, redact_feed_url
 from watcher.select import publication_order
@@ -55,6 +54,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     else:
         print(f"{len(parsed.talks)} talks in {parsed.title or args.source}\n")
         for talk in parsed.talks:
+            from watcher.notifiers.console import render as render_console
+
             print(render_console(Delivery("", parsed.title or "feed", "", talk)))
     return EXIT_OK
 

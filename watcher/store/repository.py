@@ -195,10 +195,13 @@ class Store:
     # feeds
 
     def load(self, feed: str) -> LoadedFeed:
-        file = self._feeds.get(feed)
-        seen = [SeenTalk.from_row(talk) for talk in file.rows("seen")] if file else []
+        seen = self.seen_talks(feed)
         keys = frozenset(key for talk in seen for key in talk.keys)
         return LoadedFeed(self.feed_state(feed), keys, len(seen))
+
+    def seen_keys(self, feed: str) -> frozenset[str]:
+        """The keys of the talks the feed has seen (read from its file)."""
+        return frozenset(key for talk in self.seen_talks(feed) for key in talk.keys)
 
     def seen_talks(self, feed: str) -> list[SeenTalk]:
         file = self._feeds.get(feed)
@@ -223,6 +226,11 @@ class Store:
         (a poll that only says when it ran changes the main file, at the next flush).
         Returns how many seen talks were forgotten."""
         feed = commit.state.name
+        if self._only_activity(commit):
+            self._states[feed] = commit.state
+            self._activity[feed] = commit.state.activity_row()
+            self._lazy_dirty = True
+            return 0
         with self._changing(feed) as file:
             row = file.only_row("feed")
             if row is None or not FeedState.from_rows(feed, row, {}).same_file_row(commit.state):
@@ -244,6 +252,18 @@ class Store:
         self._activity[feed] = commit.state.activity_row()
         self._lazy_dirty = True
         return forgotten
+
+    def _only_activity(self, commit: FeedCommit) -> bool:
+        """Whether the commit changes nothing in the feed's file (a 304 that queues no
+        alert): its file is then neither read nor written."""
+        known = self._states.get(commit.state.name)
+        return (
+            known is not None
+            and commit.state.name in self._feeds
+            and not (commit.seen or commit.rekeyed or commit.deliveries)
+            and commit.present is None
+            and known.same_file_row(commit.state)
+        )
 
     def feeds(self) -> list[str]:
         """The feeds the state holds, configured or not."""
