@@ -19,6 +19,7 @@ from watcher.logs import log_context
 from watcher.notifiers import build_notifier
 from watcher.notifiers.base import Notifier
 from watcher.poll import PollResult, poll_feed
+from watcher.readers import Readers
 from watcher.retry import DrainResult
 from watcher.store import Store
 
@@ -57,6 +58,11 @@ class Watcher:
         )
         self._slots = asyncio.Semaphore(config.max_concurrency)
         self._host_slots: dict[str, asyncio.Semaphore] = {}
+        self.readers = Readers()
+
+    def close(self) -> None:
+        """Stop what reads documents in other processes (see `watcher.readers`)."""
+        self.readers.close()
 
     def reconfigure(self, config: Config) -> None:
         """Work with this config from now on (a reload): polls started after it use it;
@@ -80,7 +86,13 @@ class Watcher:
             started = time.monotonic()
             try:
                 result = await poll_feed(
-                    feed, self.config, self.store, self.client, self.clock(), respect_backoff
+                    feed,
+                    self.config,
+                    self.store,
+                    self.client,
+                    self.clock(),
+                    respect_backoff,
+                    self.readers,
                 )
             except Exception as exc:  # a bug must fail this feed, never the others' cycle
                 log.exception("feed %s: the poll failed unexpectedly", feed.name)

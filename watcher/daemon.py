@@ -209,6 +209,7 @@ class Daemon:
         if pending:
             await asyncio.wait(pending, timeout=1.0)
         self.scheduler.shutdown(wait=False)
+        self.watcher.close()
 
 
 def _next_runs(scheduler: AsyncIOScheduler) -> dict[str, datetime | None]:

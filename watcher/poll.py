@@ -24,6 +24,7 @@ from watcher.config import Config, FeedConfig
 from watcher.events import PollOutcome
 from watcher.fetch import FeedGone, Fetched, FetchError
 from watcher.filters import routes
+from watcher.readers import Readers, Reading
 from watcher.resolve import Source, fetch_source, forget, not_a_feed
 from watcher.schema import redact_feed_url
 from watcher.select import Diff, diff
@@ -32,6 +33,8 @@ from watcher.store.records import delivery_id
 from watcher.talk import Talk
 
 log = logging.getLogger(__name__)
+
+_IN_THREADS = Readers(workers=0)
 
 
 @dataclass(frozen=True)
@@ -55,11 +58,13 @@ async def poll_feed(
     client: httpx.AsyncClient,
     now: datetime,
     respect_backoff: bool = False,
+    readers: Readers | None = None,
 ) -> PollResult:
     """One poll, in its stages: the feed's state (in memory) → fetch → read → the talks
     seen (from its file, only once there is a document to read) → select what to
     announce → commit it all in one write."""
     state = store.feed_state(feed.name)
+    readers = readers or _IN_THREADS
     if respect_backoff and (reason := backing_off(feed, state, now)):
         log.debug("feed %s: skipped: %s", feed.name, reason)
         return PollResult(feed.name, PollOutcome.SKIPPED, error=reason)
@@ -74,11 +79,9 @@ async def poll_feed(
         source.same_source and fetched.sha256 == state.body_sha256 and state.baselined
     ):
         return _unchanged(store, feed, config, state, success, fetched, now, fetch_seconds)
-    # Imported here: feedparser and lxml are a fifth of the start-up of a `watcher poll`
-    # that gets a 304 and needs neither.
-    from watcher.skim import read_feed
-
-    read = await asyncio.to_thread(read_feed, fetched.body)
+    seen_keys = store.seen_keys(feed.name)
+    baseline = not state.baselined
+    read = await readers.read(fetched.body, seen_keys, feed.dedup, baseline, feed.notify_existing)
     if read.error:
         failure = not_a_feed(feed, source, read.error)
         return _failed(store, feed, config, state, now, failure, fetch_seconds)
@@ -87,10 +90,9 @@ async def poll_feed(
     newest, usual = cadence(talk.published for talk in read.identities)
     if usual is not None:
         success = dataclasses.replace(success, newest_talk=newest, median_gap=usual)
-    changes = diff(read.identities, store.seen_keys(feed.name), feed.dedup)
-    baseline = not state.baselined
+    changes = diff(read.identities, seen_keys, feed.dedup)
     announce = _to_announce(feed, source, changes, read.identities, baseline)
-    talks = await asyncio.to_thread(read.talks, announce) if announce else []
+    talks = await _read_talks(fetched.body, read, announce)
     for warning in read.warnings:
         log.warning("feed %s: %s", feed.name, warning)
     changes, announced, success = _read_in_full(feed, changes, announce, talks, success, fetched)
@@ -109,6 +111,19 @@ async def poll_feed(
     return PollResult(
         feed.name, PollOutcome.CHANGED, None, len(queued), read.degraded, fetch_seconds
     )
+
+
+async def _read_talks(body: bytes, read: Reading, announce: list[str]) -> list[Talk]:
+    """The talks to announce, read in full: the reading has them (it read those that could
+    be); any other is read here, from the document, so that none is left out."""
+    wanted = set(announce)
+    talks = [talk for talk in read.talks if talk.guid in wanted]
+    missing = wanted - {talk.guid for talk in talks}
+    if not missing:
+        return talks
+    from watcher.skim import read_feed
+
+    return await asyncio.to_thread(lambda: read_feed(body).talks(wanted))
 
 
 async def _fetch(

@@ -50,9 +50,14 @@ _ITEM_TAGS = ("{*}item", "{*}entry")
 _TEXT_TYPES = frozenset({"text", "plain", "html"})
 _TOKEN = "watcher-stand-in-"
 _C1_CONTROLS = re.compile("[\x80-\x9f]")
-_STRICT = etree.XMLParser(
-    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, recover=False
-)
+
+
+def _strict_parser() -> etree.XMLParser:
+    """A parser of its own for each read: lxml lets one parser parse in one thread at a
+    time, and with one each, two threads parse at once (lxml lets go of the GIL)."""
+    return etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, recover=False
+    )
 
 
 @dataclass
@@ -121,7 +126,7 @@ class _Document:
     def read(cls, data: bytes, document: bytes, warnings: list[str]) -> _Document | None:
         """The light read, or None when only the full parse can be trusted with the document."""
         try:
-            root = etree.fromstring(document, parser=_STRICT)
+            root = etree.fromstring(document, parser=_strict_parser())
         except etree.LxmlError:
             return None
         prolog = _prolog(document)

@@ -60,7 +60,10 @@ async def _poll(config: Config, feeds: Iterable[FeedConfig]) -> int:
     try:
         async with new_client(config.timeout) as client:
             watcher = Watcher(config, store, client, utcnow)
-            results = await watcher.poll_all(feeds)
+            try:
+                results = await watcher.poll_all(feeds)
+            finally:
+                watcher.close()
             await watcher.drain()
     finally:
         store.close()

@@ -1,0 +1,142 @@
+"""Documents read in worker processes (watcher/readers.py): the same reading as in a
+thread, a dead worker fails only what it had in hand, and an idle watcher keeps none."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+
+from tests.conftest import (
+    add_talk,
+    one_feed,
+    seed_bytes,
+    watcher_command,
+    webhook_table,
+    write_config,
+)
+from tests.test_skim import replicated_seed
+from watcher.readers import Readers, Reading, read_for_poll
+from watcher.skim import read_feed
+
+BIG = replicated_seed(3)  # about 390 KB: over PROCESS_BYTES, as large feeds are
+DEDUP = ("guid", "url", "video")
+
+
+def seen_but_the_first(data: bytes, skipped: int = 1) -> frozenset[str]:
+    """The keys a poll would have seen before: every talk's but the first `skipped`."""
+    from watcher.select import identity_keys
+
+    talks = read_feed(data).identities[skipped:]
+    return frozenset(key for talk in talks for key in identity_keys(talk, DEDUP))
+
+
+def worker_pids(readers: Readers) -> list[int]:
+    pool = readers._pool
+    assert pool is not None
+    return list(pool._processes)  # the executor's own map of its workers
+
+
+def test_a_process_reads_what_a_thread_reads():
+    seen = seen_but_the_first(BIG, skipped=2)
+
+    async def both() -> tuple[Reading, Reading]:
+        readers = Readers(process_bytes=0, workers=2)
+        try:
+            in_process = await readers.read(BIG, seen, DEDUP, False, 0)
+            assert readers._pool is not None, "the document was not read in a process"
+        finally:
+            readers.close()
+        in_thread = await Readers(workers=0).read(BIG, seen, DEDUP, False, 0)
+        return in_process, in_thread
+
+    in_process, in_thread = asyncio.run(both())
+    assert in_process == in_thread == read_for_poll(BIG, seen, DEDUP, False, 0)
+    assert len(in_process.talks) == 2 and in_process.talks[0].slide_count
+    assert [t.guid for t in in_process.talks] == [t.guid for t in in_process.identities[:2]]
+
+
+def test_a_first_poll_reads_in_full_only_the_newest_it_may_announce():
+    feed = add_talk(seed_bytes(), "NEWxTALKxx1", "Newer | Ada", "Wed, 10 Jun 2026 10:00:00 GMT")
+    feed = add_talk(feed, "NEWxTALKxx2", "Newest | Ben", "Thu, 11 Jun 2026 10:00:00 GMT")
+    reading = read_for_poll(feed, frozenset(), DEDUP, True, 2)
+    assert len(reading.identities) == 5
+    assert sorted(t.video_id for t in reading.talks) == ["NEWxTALKxx1", "NEWxTALKxx2"]
+    assert all(t.slide_count for t in reading.talks)
+    assert read_for_poll(feed, frozenset(), DEDUP, True, 0).talks == []
+
+
+def test_a_dead_worker_fails_the_read_it_had_and_the_next_gets_a_new_one():
+    async def scenario() -> tuple[Reading, Reading, Reading]:
+        readers = Readers(process_bytes=0, workers=2)
+        try:
+            first = await readers.read(BIG, frozenset(), DEDUP, True, 0)
+            for pid in worker_pids(readers):
+                os.kill(pid, signal.SIGKILL)
+            lost = await readers.read(BIG, frozenset(), DEDUP, True, 0)
+            again = await readers.read(BIG, frozenset(), DEDUP, True, 0)
+            return first, lost, again
+        finally:
+            readers.close()
+
+    first, lost, again = asyncio.run(scenario())
+    assert first.error is None and first.identities
+    assert lost.error == "unreadable: the reader process died while reading it"
+    assert again == first
+
+
+def test_an_idle_watcher_lets_its_reader_processes_go():
+    async def scenario() -> list[int]:
+        readers = Readers(process_bytes=0, workers=2, idle_seconds=0.05)
+        await readers.read(BIG, frozenset(), DEDUP, True, 0)
+        pids = worker_pids(readers)
+        for _ in range(200):
+            if readers._pool is None:
+                break
+            await asyncio.sleep(0.05)
+        assert readers._pool is None, "the pool was kept after the idle time"
+        return pids
+
+    for pid in asyncio.run(scenario()):
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, 0)  # already reaped: the worker is gone
+
+
+def test_where_processes_cannot_start_documents_are_read_in_threads(monkeypatch, caplog):
+    import multiprocessing
+
+    def refuse(method: str) -> None:
+        raise OSError("no /dev/shm here")
+
+    monkeypatch.setattr(multiprocessing, "get_context", refuse)
+
+    async def scenario() -> tuple[Reading, Reading]:
+        readers = Readers(process_bytes=0, workers=2)
+        return (
+            await readers.read(BIG, frozenset(), DEDUP, True, 0),
+            await readers.read(BIG, frozenset(), DEDUP, True, 0),
+        )
+
+    first, second = asyncio.run(scenario())
+    assert first == second == read_for_poll(BIG, frozenset(), DEDUP, True, 0)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "cannot start reader processes (no /dev/shm here): documents are read in threads"
+    ]
+
+
+def test_a_poll_of_a_large_feed_announces_its_new_talk_once(tmp_path, feed_host, webhook):
+    feed_host.set_body(BIG)
+    config = one_feed(feed_host.url, webhook_table("hook", webhook.url), feed='notify = ["hook"]')
+    write_config(tmp_path, config)
+    first = watcher_command("--verbose", "poll", "--config", "watcher.toml", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "reading large documents in" in first.stderr
+    assert webhook.received == []
+    feed_host.set_body(add_talk(BIG, "NEWxTALKxx1", "Brand new | Ada | PyCon", "Mon, 01 Jun 2026"))
+    second = watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert [r["talk"]["video_id"] for r in webhook.received] == ["NEWxTALKxx1"]
+    assert webhook.received[0]["talk"]["slide_count"]

@@ -1,0 +1,189 @@
+"""Reading fetched documents off the event loop: in a thread, or a worker process.
+
+Reading a large feed is CPU work in Python (feedparser over the light copy, and the
+talks read in full), and the GIL lets one thread do it at a time: a poll of many
+large feeds used one core of two, and threads handing the GIL back and forth cost a
+fifth more CPU than reading them one by one. So a document of `PROCESS_BYTES` or
+more is read in a worker process (as many as there are CPUs, up to four) while the
+event loop goes on fetching; a smaller one, in a thread, where starting or feeding a
+process would cost more than it saves. On one CPU, everything is read in threads.
+
+Both run one pure function, `read_for_poll`: the same bytes and the same talks seen
+give the same `Reading`, wherever it ran. It also reads in full the talks that may be
+announced (the new ones, or a first poll's newest `notify_existing`), so that no
+feedparser entry has to cross between processes; the poll decides, from the talks
+seen as it reads them itself, which of them it announces.
+
+Workers come from a fork server (a fresh interpreter with the reading code
+imported), ignore SIGINT (Ctrl-C is for the daemon, which stops them), and are let
+go of after `IDLE_SECONDS` without a document to read: an idle daemon keeps no
+reader processes. A worker that dies (a hostile document, the OOM killer) fails the
+polls it was reading, with a line that says so, and the next document gets new ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+from collections.abc import Collection
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+
+from watcher.select import diff
+from watcher.talk import Talk
+
+log = logging.getLogger(__name__)
+
+PROCESS_BYTES = 256 * 1024
+IDLE_SECONDS = 60.0
+MAX_WORKERS = 4
+TASKS_PER_WORKER = 1000  # then a fresh one: whatever a long run leaks goes with it
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a poll needs of a document: who is in it (as `FeedRead.identities`) and the
+    talks it may announce, read in full."""
+
+    identities: list[Talk]
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    degraded: bool = False
+    talks: list[Talk] = field(default_factory=list)
+
+
+def read_for_poll(
+    data: bytes,
+    seen_keys: Collection[str],
+    dedup: tuple[str, ...],
+    baseline: bool,
+    notify_existing: int,
+) -> Reading:
+    """Read the document, and in full its talks a poll may announce: those not seen
+    (`watcher.select.diff`), or of a first poll the newest `notify_existing`. Pure."""
+    from watcher.skim import read_feed
+
+    read = read_feed(data)
+    if read.error:
+        return Reading([], read.error, read.warnings, read.degraded)
+    new = [talk.guid for talk, _ in diff(read.identities, frozenset(seen_keys), dedup).new]
+    if baseline:
+        new = new[max(0, len(new) - notify_existing) :] if notify_existing else []
+    talks = read.talks(new) if new else []
+    return Reading(read.identities, None, read.warnings, read.degraded, talks)
+
+
+class Readers:
+    """Where documents are read: `read()` picks a thread or a worker process."""
+
+    def __init__(
+        self,
+        process_bytes: int = PROCESS_BYTES,
+        workers: int | None = None,
+        idle_seconds: float = IDLE_SECONDS,
+    ) -> None:
+        self.process_bytes = process_bytes
+        self.workers = _usable_cpus() if workers is None else workers
+        self.idle_seconds = idle_seconds
+        self._pool: ProcessPoolExecutor | None = None
+        self._busy = 0
+        self._idle: asyncio.TimerHandle | None = None
+        self._deaths = 0  # pools lost in a row, with no document read in between
+
+    async def read(
+        self,
+        data: bytes,
+        seen_keys: Collection[str],
+        dedup: tuple[str, ...],
+        baseline: bool,
+        notify_existing: int,
+    ) -> Reading:
+        arguments = (data, frozenset(seen_keys), dedup, baseline, notify_existing)
+        if self.workers < 2 or len(data) < self.process_bytes:
+            return await asyncio.to_thread(read_for_poll, *arguments)
+        loop = asyncio.get_running_loop()
+        self._busy += 1
+        try:
+            pool = self._started()
+            reading = await loop.run_in_executor(pool, read_for_poll, *arguments)
+        except BrokenProcessPool:
+            return self._lost(pool)
+        except (OSError, RuntimeError) as exc:  # no processes here (no /dev/shm, a limit)
+            log.warning("cannot start reader processes (%s): documents are read in threads", exc)
+            self.workers = 0
+            return await asyncio.to_thread(read_for_poll, *arguments)
+        finally:
+            self._busy -= 1
+            if not self._busy:
+                self._let_go_later(loop)
+        self._deaths = 0
+        return reading
+
+    def _lost(self, pool: ProcessPoolExecutor) -> Reading:
+        """A worker died (every document the pool had in hand is lost with it): this read
+        fails, and the next gets a new pool; after three pools lost in a row, documents
+        are read in threads from then on."""
+        if self._pool is pool:
+            self._pool = None
+            pool.shutdown(wait=False, cancel_futures=True)
+            self._deaths += 1
+        if self._deaths >= 3 and self.workers:
+            self.workers = 0
+            log.error("reader processes died three times in a row: documents are read in threads")
+        else:
+            log.error("a reader process died while reading a document: new ones are started")
+        return Reading([], "unreadable: the reader process died while reading it")
+
+    def close(self) -> None:
+        """Stop the worker processes (they finish the document in hand)."""
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _started(self) -> ProcessPoolExecutor:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        if self._pool is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["watcher.readers", "watcher.skim"])
+            log.debug("reading large documents in %d worker processes", self.workers)
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=context,
+                initializer=_ignore_interrupts,
+                max_tasks_per_child=TASKS_PER_WORKER,
+            )
+        return self._pool
+
+    def _let_go_later(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        self._idle = loop.call_later(self.idle_seconds, self._let_go)
+
+    def _let_go(self) -> None:
+        self._idle = None
+        if self._busy:
+            return
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
+
+
+def _usable_cpus() -> int:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cpus = os.cpu_count() or 1
+    return min(cpus, MAX_WORKERS)
+
+
+def _ignore_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
