@@ -20,10 +20,12 @@ with httpx.Client, conditional GET, lxml GUIDs, one POST per new GUID).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import hashlib
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import subprocess
@@ -55,13 +57,13 @@ READER_CLIENT = "python-reader"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--feeds", type=int, help="feeds N (default 200; 2000 with --scale)")
+    parser.add_argument("--feeds", type=int, help="feeds N (default 200; 10000 with --scale)")
     parser.add_argument("--talks", type=int, default=20, help="talks per feed K (default 20)")
     parser.add_argument("--concurrency", type=int, default=16, help="feeds at once (default 16)")
     parser.add_argument("--rss2email", action="store_true", help="also run rss2email (pip)")
     parser.add_argument("--reader", action="store_true", help="also run reader (.[bench])")
     parser.add_argument(
-        "--scale", action="store_true", help="2000 feeds of small talks; cold then steady"
+        "--scale", action="store_true", help="10000 feeds of small talks; cold then steady"
     )
     parser.add_argument("--profile", metavar="DIR", type=Path, help="run the watcher under py-spy")
     parser.add_argument("--server", choices=("auto", "nginx", "python"), default="auto")
@@ -69,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--python", default=None, help="the watcher's interpreter")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs, state)")
     args = parser.parse_args(argv)
-    args.feeds = args.feeds or (2000 if args.scale else 200)
+    args.feeds = args.feeds or (10_000 if args.scale else 200)
     args.python = args.python or _default_python()
     args.py_spy = shutil.which("py-spy") or str(Path(args.python).parent / "py-spy")
     if args.profile and not Path(args.py_spy).exists():
@@ -109,13 +111,22 @@ def measure(
     command: list[str], logs: Path, cwd: Path, timeout: float, env: dict[str, str] | None = None
 ) -> Measured:
     """Run `command` to the end (killed after `timeout`); stdout and stderr go to
-    `logs`.out / .err. wait4 gives this child's own rusage, so the peak RSS is
-    this run's alone, not the maximum over every child so far."""
+    `logs`.out / .err.
+
+    The watcher reads large documents in worker processes of a fork server, which are
+    not its children: they would be missed by the child's own rusage. So the benchmark
+    is a subreaper (`set_subreaper()`): those processes are reaped here when they end,
+    and the CPU is the rusage of every process reaped during the run (the child and its
+    descendants). The peak RSS is the larger of the child's own high-water mark and the
+    highest sum of the RSS of the child and all its descendants, sampled every 20 ms."""
     expired = threading.Event()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with logs.with_suffix(".out").open("wb") as out, logs.with_suffix(".err").open("wb") as err:
         start = time.perf_counter()
         environment = {**os.environ, **env} if env else None
         process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=err, env=environment)
+        sampler = TreeSampler(process.pid)
+        sampler.start()
 
         def expire() -> None:
             expired.set()
@@ -131,16 +142,93 @@ def measure(
             raise
         finally:
             timer.cancel()
+            sampler.stop()
         wall = time.perf_counter() - start
+        sampler.reap_descendants()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     process.returncode = os.waitstatus_to_exitcode(status)
     return Measured(
         wall=wall,
-        user=usage.ru_utime,
-        system=usage.ru_stime,
-        rss_mb=usage.ru_maxrss / 1024,  # KiB on Linux
+        user=after.ru_utime - before.ru_utime,
+        system=after.ru_stime - before.ru_stime,
+        rss_mb=max(usage.ru_maxrss / 1024, sampler.peak_kb / 1024),  # KiB on Linux
         returncode=process.returncode,
         timed_out=expired.is_set(),
     )
+
+
+def set_subreaper() -> None:
+    """Be the parent of this run's orphans (PR_SET_CHILD_SUBREAPER), so that their CPU
+    is counted (see `measure`)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER
+        print("bench: cannot become a subreaper: worker processes' CPU is not counted")
+
+
+class TreeSampler(threading.Thread):
+    """The highest total RSS of a process and its descendants, sampled every 20 ms."""
+
+    def __init__(self, root: int) -> None:
+        super().__init__(daemon=True)
+        self.root = root
+        self.peak_kb = 0
+        self.seen: set[int] = set()
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(0.02):
+            tree = _descendants(self.root)
+            self.seen |= tree - {self.root}
+            self.peak_kb = max(self.peak_kb, sum(_rss_kb(pid) for pid in tree))
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+    def reap_descendants(self, seconds: float = 10.0) -> None:
+        """Wait for the descendants seen to end, reaping those that became ours."""
+        deadline = time.monotonic() + seconds
+        left = set(self.seen)
+        while left and time.monotonic() < deadline:
+            for pid in list(left):
+                try:
+                    if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                        left.discard(pid)
+                except ChildProcessError:  # not ours (yet), or gone
+                    if not Path(f"/proc/{pid}").exists():
+                        left.discard(pid)
+            if left:
+                time.sleep(0.01)
+
+
+def _descendants(root: int) -> set[int]:
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        parents.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = {root}, [root]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            if child not in tree:
+                tree.add(child)
+                todo.append(child)
+    return tree
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 # the setup: feeds, servers, config
@@ -681,6 +769,7 @@ def run(args: argparse.Namespace, home: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    set_subreaper()
     # SIGTERM unwinds like Ctrl-C, so the servers (nginx is a child) are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     home = Path(tempfile.mkdtemp(prefix="bench-poll-"))

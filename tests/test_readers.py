@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import (
     add_talk,
+    console_table,
     one_feed,
     seed_bytes,
     watcher_command,
@@ -140,3 +143,45 @@ def test_a_poll_of_a_large_feed_announces_its_new_talk_once(tmp_path, feed_host,
     assert second.returncode == 0, second.stderr
     assert [r["talk"]["video_id"] for r in webhook.received] == ["NEWxTALKxx1"]
     assert webhook.received[0]["talk"]["slide_count"]
+
+
+def descendants(root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_reader_processes_end_with_a_daemon_killed_with_sigkill(tmp_path, feed_host, daemons):
+    feed_host.set_body(BIG)
+    config = one_feed(feed_host.url, console_table(), watcher='interval = "1h"')
+    write_config(tmp_path, config)
+    daemon = daemons(tmp_path, "--verbose", "--config", "watcher.toml")
+    daemon.wait_for(lambda: "first poll" in daemon.stderr, "the first poll")
+    readers = descendants(daemon.process.pid)
+    assert readers, "no reader processes were started"
+    daemon.process.kill()
+    daemon.process.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(map(running, readers)):
+        time.sleep(0.05)
+    assert not [pid for pid in readers if running(pid)], "reader processes outlived the daemon"

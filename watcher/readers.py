@@ -27,7 +27,10 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import select
 import signal
+import threading
+import time
 from collections.abc import Collection
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -158,7 +161,8 @@ class Readers:
             self._pool = ProcessPoolExecutor(
                 self.workers,
                 mp_context=context,
-                initializer=_ignore_interrupts,
+                initializer=_start_worker,
+                initargs=(os.getpid(),),
                 max_tasks_per_child=TASKS_PER_WORKER,
             )
         return self._pool
@@ -185,5 +189,30 @@ def _usable_cpus() -> int:
     return min(cpus, MAX_WORKERS)
 
 
-def _ignore_interrupts() -> None:
+def _start_worker(watcher: int) -> None:
+    """Ignore Ctrl-C (the watcher stops its workers), and end with the watcher: a worker
+    waits for its next document on a pipe it holds both ends of, and would outlive a
+    watcher killed with SIGKILL, keeping the fork server alive with it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_end_with, args=(watcher,), daemon=True).start()
+
+
+def _end_with(watcher: int) -> None:
+    try:
+        handle = os.pidfd_open(watcher)
+    except (AttributeError, OSError):  # no pidfd (not Linux 5.3+): look every second
+        while _alive(watcher):
+            time.sleep(1.0)
+    else:
+        select.select([handle], [], [])  # readable once the watcher has ended
+    os._exit(0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
