@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 import watcher.skim
 from tests.conftest import FIXTURES, SEED_FEED
-from watcher.feed import ParsedFeed, parse_feed
+from watcher.feed import Entries, ParsedFeed, parse_feed
 from watcher.skim import FeedRead, read_feed
 from watcher.talk import Talk
 
@@ -104,13 +104,13 @@ def replicated_seed(copies: int) -> bytes:
 def test_a_big_feed_takes_the_fast_path_and_reads_as_the_full_parse(monkeypatch):
     data = replicated_seed(20)
     seen: list[int] = []
-    real = watcher.skim.parse_prepared
+    real = watcher.skim.parsed_entries
 
-    def spy(fetched: bytes, document: bytes, *rest) -> ParsedFeed:
+    def spy(fetched: bytes, document: bytes, *rest) -> Entries | str:
         seen.append(len(document))
         return real(fetched, document, *rest)
 
-    monkeypatch.setattr(watcher.skim, "parse_prepared", spy)
+    monkeypatch.setattr(watcher.skim, "parsed_entries", spy)
     read = read_feed(data)
     assert read.skimmed is True
     assert len(seen) == 1 and seen[0] < len(data) / 10, "feedparser did not get a light copy"

@@ -71,27 +71,47 @@ def parse_prepared(
 ) -> ParsedFeed:
     """`parse_feed` of a document `prepared()` has made safe (`data` is as fetched), each
     talk read out of its entry with `read`."""
+    parsed = parsed_entries(data, document, warnings)
+    if isinstance(parsed, str):
+        return ParsedFeed([], error=parsed)
+    numbered, skipped = numbered_talks(parsed.entries, read, parsed.cut)
+    return ParsedFeed(
+        [talk for _, talk in numbered],
+        title=parsed.title,
+        warnings=parsed.warnings + skipped,
+        degraded=parsed.degraded,
+        entry_numbers=[number for number, _ in numbered],
+        entries=parsed.entries,
+    )
+
+
+@dataclass(frozen=True)
+class Entries:
+    """What feedparser made of a prepared document: its entries and what it said."""
+
+    entries: list[feedparser.FeedParserDict]
+    title: str | None
+    warnings: list[str]
+    degraded: bool
+    cut: int | None  # the entry a truncated document ends inside
+
+
+def parsed_entries(data: bytes, document: bytes, warnings: list[str]) -> Entries | str:
+    """feedparser over a prepared document: its entries, or (a str) why it is no feed."""
     try:
         parsed = run_feedparser(document)
     except Exception as exc:
-        return ParsedFeed([], error=unparseable_error(exc))
+        return unparseable_error(exc)
     warnings = list(warnings)
     if parsed.get("bozo"):
         warnings.append(f"malformed feed: {describe(parsed.get('bozo_exception'))}")
     if not parsed.get("version") and not parsed.entries:
-        return ParsedFeed([], error=_not_a_feed(data, parsed))
+        return _not_a_feed(data, parsed)
     degraded = _truncated(parsed.get("bozo_exception"))
     cut = len(parsed.entries) - 1 if degraded and _ends_inside_item(document) else None
-    numbered, skipped = numbered_talks(parsed.entries, read, cut)
     feed_title = parsed.get("feed", {}).get("title")
-    return ParsedFeed(
-        [talk for _, talk in numbered],
-        title=clean_text(feed_title) if isinstance(feed_title, str) else None,
-        warnings=warnings + skipped,
-        degraded=degraded,
-        entry_numbers=[number for number, _ in numbered],
-        entries=parsed.entries,
-    )
+    title = clean_text(feed_title) if isinstance(feed_title, str) else None
+    return Entries(parsed.entries, title, warnings, degraded, cut)
 
 
 def refused_error(exc: Exception) -> str:
@@ -111,17 +131,34 @@ def numbered_talks(
 ) -> tuple[list[tuple[int, Talk]], list[str]]:
     """The talks of feedparser's entries, each with its entry's index and a name of its
     own (see `watcher.identity`); `cut_entry` is the one a truncated document ends inside."""
+    talks, warnings = read_entries(entries, read)
+    distinct, skipped = distinct_talks(talks, cut_entry)
+    return distinct, sorted_warnings(warnings + skipped)
+
+
+def read_entries(
+    entries: Sequence[Mapping[str, Any]],
+    read: Callable[[Mapping[str, Any]], Talk],
+    numbers: Sequence[int] | None = None,
+) -> tuple[list[tuple[int, Talk]], list[str]]:
+    """Each entry read with `read`, with its number (its index, or `numbers[index]`), and a
+    warning for each that could not be read."""
     talks: list[tuple[int, Talk]] = []
     warnings: list[str] = []
     for index, entry in enumerate(entries):
+        number = numbers[index] if numbers is not None else index
         try:
             talk = read(entry)
         except Exception as exc:
-            warnings.append(f"item {index + 1} skipped: {type(exc).__name__}: {describe(exc)}")
+            warnings.append(f"item {number + 1} skipped: {type(exc).__name__}: {describe(exc)}")
             continue
-        talks.append((index, talk))
-    distinct, skipped = distinct_talks(talks, cut_entry)
-    return distinct, sorted(warnings + skipped, key=_item_number)
+        talks.append((number, talk))
+    return talks, warnings
+
+
+def sorted_warnings(warnings: list[str]) -> list[str]:
+    """Warnings of items (`item N ...`), in the order of the items."""
+    return sorted(warnings, key=_item_number)
 
 
 # What expat says of a document that ends too soon.

@@ -81,10 +81,19 @@ async def poll_feed(
         return _unchanged(store, feed, config, state, success, fetched, now, fetch_seconds)
     seen_keys = store.seen_keys(feed.name)
     baseline = not state.baselined
-    read = await readers.read(fetched.body, seen_keys, feed.dedup, baseline, feed.notify_existing)
+    known = store.known_items(feed.name)
+    read = await readers.read(
+        fetched.body, seen_keys, feed.dedup, baseline, feed.notify_existing, known
+    )
     if read.error:
         failure = not_a_feed(feed, source, read.error)
         return _failed(store, feed, config, state, now, failure, fetch_seconds)
+    log.debug(
+        "feed %s: %d items, %d of them known from the last read (not read again)",
+        feed.name,
+        len(read.identities),
+        read.reused,
+    )
     if read.degraded:
         success = _degraded(success, state, read.warnings)
     newest, usual = cadence(talk.published for talk in read.identities)
@@ -100,7 +109,7 @@ async def poll_feed(
         success, alerts = _alerts(feed, config, state, success, now)
         commit = _commit(feed, config, changes, announced, now, success)
         forgotten = store.commit(
-            dataclasses.replace(commit, deliveries=[*commit.deliveries, *alerts])
+            dataclasses.replace(commit, deliveries=[*commit.deliveries, *alerts], items=read.items)
         )
     except (OSError, StoreError) as exc:  # e.g. a full disk: nothing of this poll was kept
         log.error("feed %s: cannot record this poll: %s", feed.name, exc)

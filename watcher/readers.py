@@ -31,7 +31,7 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -57,6 +57,8 @@ class Reading:
     warnings: list[str] = field(default_factory=list)
     degraded: bool = False
     talks: list[Talk] = field(default_factory=list)
+    items: dict[str, Talk] | None = None  # see FeedRead.items: kept for the next read
+    reused: int = 0  # items known from the last read, not read again
 
 
 def read_for_poll(
@@ -65,19 +67,23 @@ def read_for_poll(
     dedup: tuple[str, ...],
     baseline: bool,
     notify_existing: int,
+    known: Mapping[str, Talk] | None = None,
 ) -> Reading:
     """Read the document, and in full its talks a poll may announce: those not seen
-    (`watcher.select.diff`), or of a first poll the newest `notify_existing`. Pure."""
+    (`watcher.select.diff`), or of a first poll the newest `notify_existing`; `known`, the
+    items kept from the last read (`FeedRead.items`). Pure."""
     from watcher.skim import read_feed
 
-    read = read_feed(data)
+    read = read_feed(data, known)
     if read.error:
         return Reading([], read.error, read.warnings, read.degraded)
     new = [talk.guid for talk, _ in diff(read.identities, frozenset(seen_keys), dedup).new]
     if baseline:
         new = new[max(0, len(new) - notify_existing) :] if notify_existing else []
     talks = read.talks(new) if new else []
-    return Reading(read.identities, None, read.warnings, read.degraded, talks)
+    return Reading(
+        read.identities, None, read.warnings, read.degraded, talks, read.items, read.reused
+    )
 
 
 class Readers:
@@ -104,8 +110,9 @@ class Readers:
         dedup: tuple[str, ...],
         baseline: bool,
         notify_existing: int,
+        known: Mapping[str, Talk] | None = None,
     ) -> Reading:
-        arguments = (data, frozenset(seen_keys), dedup, baseline, notify_existing)
+        arguments = (data, frozenset(seen_keys), dedup, baseline, notify_existing, known)
         if self.workers < 2 or len(data) < self.process_bytes:
             return await asyncio.to_thread(read_for_poll, *arguments)
         loop = asyncio.get_running_loop()

@@ -26,11 +26,13 @@ not read. `talks(guids)` gives the full talks.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import re
 import xml.parsers.expat
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import feedparser
@@ -39,7 +41,17 @@ from lxml import etree
 
 from watcher.encoding import Refused, prepared
 from watcher.entry import identity_from_entry, talk_from_entry
-from watcher.feed import ParsedFeed, parse_feed, parse_prepared, refused_error, unparseable_error
+from watcher.feed import (
+    ParsedFeed,
+    parse_feed,
+    parse_prepared,
+    parsed_entries,
+    read_entries,
+    refused_error,
+    sorted_warnings,
+    unparseable_error,
+)
+from watcher.identity import distinct_talks
 from watcher.media import content_video_stand_in
 from watcher.talk import Talk
 
@@ -49,6 +61,8 @@ _ITEM_TAGS = ("{*}item", "{*}entry")
 # feedparser's short names for text/plain and text/html.
 _TEXT_TYPES = frozenset({"text", "plain", "html"})
 _TOKEN = "watcher-stand-in-"
+_XML_BASE = "{http://www.w3.org/XML/1998/namespace}base"
+_XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 _C1_CONTROLS = re.compile("[\x80-\x9f]")
 
 
@@ -69,6 +83,10 @@ class FeedRead:
     warnings: list[str] = field(default_factory=list)
     skimmed: bool = False  # whether the cheap path was taken (else everything was parsed)
     degraded: bool = False  # see ParsedFeed.degraded
+    # Each item's identity (before the document names it) by the key of its bytes in their
+    # context, for the next read of the feed (`read_feed(data, known)`); None: not to keep.
+    items: dict[str, Talk] | None = None
+    reused: int = 0  # how many items were known, and not read again
     _document: _Document | None = None
     _full: ParsedFeed | None = None
     _data: bytes = b""
@@ -87,21 +105,30 @@ class FeedRead:
         return [talk for talk in full.talks if talk.guid in wanted]
 
 
-def read_feed(data: bytes) -> FeedRead:
-    """Read who is in a feed document. Never raises for any input."""
+def read_feed(data: bytes, known: Mapping[str, Talk] | None = None) -> FeedRead:
+    """Read who is in a feed document. Never raises for any input.
+
+    `known`: the `items` of an earlier read of the feed. An item whose key is among them
+    (the same bytes, in the same context, read by the same code) is not read again: its
+    identity is the one kept. The others are read as if the document held them alone
+    with what surrounds the items, which is how feedparser reads each item anyway."""
     try:
         document, warnings = prepared(data)
     except Refused as exc:
         return FeedRead([], error=refused_error(exc))
     except Exception as exc:
         return FeedRead([], error=unparseable_error(exc))
-    skim = _Document.read(data, document, warnings)
+    skim = _Document.read(data, document, warnings, known or {})
+    if skim is None and known:
+        skim = _Document.read(data, document, warnings, {})
     if skim is not None:
         return FeedRead(
             [talk for _, talk in skim.numbered],
             warnings=skim.warnings,
             skimmed=True,
             degraded=skim.degraded,
+            items=skim.items if skim.items and not skim.troubled else None,
+            reused=skim.reused,
             _document=skim,
             _data=data,
         )
@@ -113,18 +140,23 @@ def read_feed(data: bytes) -> FeedRead:
 
 @dataclass
 class _Document:
-    entries: list[feedparser.FeedParserDict]  # of the light copy
+    entries: dict[int, feedparser.FeedParserDict]  # item index → its light entry (if read)
     contents: list[dict[str, str]]  # per item: stand-in text → the original content's text
-    numbered: list[tuple[int, Talk]]
+    numbered: list[tuple[int, Talk]]  # (item index, talk named by the document)
+    items: dict[str, Talk]  # item key → the item's identity before it was named
     warnings: list[str]
     # feedparser had something to say of the light copy: it fell back to its loose parser
     # (which decodes text otherwise than _as_feedparser_keeps), or skipped an item
     troubled: bool
     degraded: bool
+    reused: int  # items known, not read again
 
     @classmethod
-    def read(cls, data: bytes, document: bytes, warnings: list[str]) -> _Document | None:
-        """The light read, or None when only the full parse can be trusted with the document."""
+    def read(
+        cls, data: bytes, document: bytes, warnings: list[str], known: Mapping[str, Talk]
+    ) -> _Document | None:
+        """The light read, or None when only the full parse can be trusted with the document
+        (or, with `known` items, when the items read could not be read on their own)."""
         try:
             root = etree.fromstring(document, parser=_strict_parser())
         except etree.LxmlError:
@@ -133,25 +165,46 @@ class _Document:
         if prolog is None:
             return None
         items = _items(root)
-        tokens = itertools.count()
-        contents = [_stand_ins(item, tokens) for item in items]
-        light = parse_prepared(
-            data, prolog + etree.tostring(root, encoding="utf-8"), warnings, identity_from_entry
-        )
-        if light.error or len(light.entries) != len(items):
+        contents = [_stand_ins(item, itertools.count()) for item in items]
+        context = _Context(prolog, warnings)
+        keys = [context.key(item) for item in items]
+        reusable = not _leaks(root, items)
+        cached = {n: known[key] for n, key in enumerate(keys) if key in known} if reusable else {}
+        for n in cached:
+            _drop(items[n])
+        light = parsed_entries(data, prolog + etree.tostring(root, encoding="utf-8"), warnings)
+        unread = [n for n in range(len(items)) if n not in cached]
+        if isinstance(light, str) or len(light.entries) != len(unread):
             return None
-        numbered = list(zip(light.entry_numbers, light.talks, strict=True))
         troubled = len(light.warnings) > len(warnings)
-        return cls(light.entries, contents, numbered, light.warnings, troubled, light.degraded)
+        if cached and (troubled or light.degraded):
+            return None
+        read, unreadable = read_entries(light.entries, identity_from_entry, unread)
+        identities = sorted([*read, *cached.items()])
+        cut = unread[light.cut] if light.cut is not None else None
+        numbered, skipped = distinct_talks(identities, cut)
+        return cls(
+            dict(zip(unread, light.entries, strict=True)),
+            contents,
+            numbered,
+            {keys[n]: talk for n, talk in identities} if reusable else {},
+            light.warnings + sorted_warnings(unreadable + skipped),
+            troubled,
+            light.degraded,
+            len(cached),
+        )
 
     def whole(self, chosen: list[tuple[int, Talk]]) -> list[Talk] | None:
         """The full talks of these identities (with their items' indices): their entries get
-        their content back. None if that cannot be done exactly."""
+        their content back. None if that cannot be done exactly (or an item was known, and
+        so not read this time)."""
         if self.troubled:
             return None
         talks = []
         for number, identity in chosen:
-            entry = self.entries[number]
+            entry = self.entries.get(number)
+            if entry is None:
+                return None
             originals = {
                 stand_in: _as_feedparser_keeps(text)
                 for stand_in, text in self.contents[number].items()
@@ -166,6 +219,99 @@ class _Document:
                 return None
             talks.append(replace(talk, guid=identity.guid))  # the name the document gave it
         return talks
+
+
+class _Context:
+    """The key of an item: a digest of what feedparser reads its identity from. Its light
+    copy's bytes (its contents' stand-ins hold all of them the identity is read from: the
+    light copy reads as the full parse, see the module), and all it is read in:
+    the prolog (a DOCTYPE, entities), what the encoding sniffing said, each ancestor's tag
+    and attributes (xml:base, xml:lang, the version), the namespaces in scope, and the
+    code that reads it (`READER_CODE`: any change of it is a new key for every item)."""
+
+    def __init__(self, prolog: bytes, warnings: list[str]) -> None:
+        self._head = hashlib.blake2b(READER_CODE + prolog, digest_size=16)
+        self._head.update(repr(warnings).encode())
+        self._parents: dict[etree._Element, hashlib.blake2b] = {}
+
+    def key(self, item: etree._Element) -> str:
+        parent = item.getparent()
+        digest = self._around(parent).copy() if parent is not None else self._head.copy()
+        digest.update(repr(sorted(item.nsmap.items(), key=str)).encode())
+        digest.update(etree.tostring(item, with_tail=False))
+        return digest.hexdigest()
+
+    def _around(self, parent: etree._Element) -> hashlib.blake2b:
+        known = self._parents.get(parent)
+        if known is None:
+            known = self._head.copy()
+            for ancestor in [*reversed(list(parent.iterancestors())), parent]:
+                attributes = sorted(ancestor.attrib.items())
+                known.update(repr((str(ancestor.tag), attributes)).encode())
+            self._parents[parent] = known
+        return known
+
+
+def _leaks(root: etree._Element, items: list[etree._Element]) -> bool:
+    """Whether an element may set what feedparser keeps in force after it, for the items
+    that follow: a namespace, a base URI or a language declared in an item, or beside
+    the items. Then no item is read on its own (none is known): each is read with all
+    that comes before it. (On the items' ancestors they are part of each item's key.)"""
+    ancestors = {ancestor for item in items for ancestor in item.iterancestors()}
+    for element in root.iter():
+        if not isinstance(element.tag, str) or element in ancestors:
+            continue
+        if element.get(_XML_BASE) is not None or element.get(_XML_LANG) is not None:
+            return True
+        parent = element.getparent()
+        if parent is not None and element.nsmap != parent.nsmap:
+            return True
+    return False
+
+
+def _drop(item: etree._Element) -> None:
+    """Take a known item out of the light copy; the text after it stays where it was."""
+    parent = item.getparent()
+    if parent is None:
+        return
+    if item.tail:
+        previous = item.getprevious()
+        if previous is not None:
+            previous.tail = (previous.tail or "") + item.tail
+        else:
+            parent.text = (parent.text or "") + item.tail
+    parent.remove(item)
+
+
+def _reader_code() -> bytes:
+    """A digest of the code an item's identity comes from, and of feedparser's version."""
+    import watcher.dates
+    import watcher.encoding
+    import watcher.entry
+    import watcher.feed
+    import watcher.media
+    import watcher.talk
+    import watcher.text
+    import watcher.urls
+
+    modules = (
+        watcher.dates,
+        watcher.encoding,
+        watcher.entry,
+        watcher.feed,
+        watcher.media,
+        watcher.talk,
+        watcher.text,
+        watcher.urls,
+    )
+    digest = hashlib.blake2b(feedparser.__version__.encode(), digest_size=16)
+    digest.update(Path(__file__).read_bytes())
+    for module in modules:
+        digest.update(Path(module.__file__ or "").read_bytes())
+    return digest.digest()
+
+
+READER_CODE = _reader_code()
 
 
 def _same_item(talk: Talk, identity: Talk) -> bool:
@@ -213,7 +359,8 @@ def _items(root: etree._Element) -> list[etree._Element]:
 
 def _stand_ins(item: etree._Element, tokens: Iterator[int]) -> dict[str, str]:
     """Swap each content element of the item for a light copy: same tag and attributes,
-    its text the video link read from it (if any) and a token unique in the document.
+    its text the video link read from it (if any) and a token unique in the item (so
+    that the copy of an item is the same wherever the item stands).
     Returns each stand-in's text → the original's text.
 
     Kept whole: markup (feedparser rebuilds it without comments, processing instructions,

@@ -290,4 +290,22 @@ FEED_FIELDS = {
     "feed": ("name",),
     "seen": SeenTalk.REQUIRED,
     "outbox": OutboxEntry.REQUIRED,
+    "items": ("key", "guid"),
 }
+
+# What names a talk (`watcher.entry.identity_from_entry`): all a known item keeps.
+_IDENTITY = ("guid", "title", "speaker", "event", "raw_title", "url", "video_id", "video_url")
+_IDENTITY_FIELDS = (*_IDENTITY, "published")
+
+
+def known_item_row(key: str, talk: Talk) -> Row:
+    """A known item (see `watcher.skim`): its key and the identity read from it."""
+    return {"key": key, **{name: getattr(talk, name) for name in _IDENTITY_FIELDS}}
+
+
+def known_item(row: Mapping[str, Any]) -> tuple[str, Talk]:
+    """A known item as `known_item_row` wrote it: the talk as an identity is read (its
+    slides and first lines not read)."""
+    fields = {name: row.get(name) for name in _IDENTITY_FIELDS}
+    talk = Talk.from_dict({**fields, "slide_count": None, "slides_present": 0, "duration": None})
+    return str(row["key"]), talk

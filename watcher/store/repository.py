@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -50,10 +50,13 @@ from watcher.store.records import (
     OutboxEntry,
     RecentTalk,
     SeenTalk,
+    known_item,
+    known_item_row,
 )
 from watcher.store.seen import delivered_to, updated_seen
 from watcher.store.snapshot import Snapshot
 from watcher.store.tables import TableFile
+from watcher.talk import Talk
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,9 @@ class FeedCommit:
     present: frozenset[str] | None = None
     prune_before: str | None = None
     deliveries: Sequence[NewDelivery] = field(default_factory=tuple)
+    # the identities of the document's items by their keys (`FeedRead.items`), for the
+    # next read; None: the ones kept stay
+    items: Mapping[str, Talk] | None = None
 
 
 class Store:
@@ -199,6 +205,12 @@ class Store:
         keys = frozenset(key for talk in seen for key in talk.keys)
         return LoadedFeed(self.feed_state(feed), keys, len(seen))
 
+    def known_items(self, feed: str) -> dict[str, Talk]:
+        """The identities of the items the feed's document held when last read, by their
+        keys (see `watcher.skim`): an item read again with the same key is not read."""
+        file = self._feeds.get(feed)
+        return dict(map(known_item, file.rows("items"))) if file else {}
+
     def seen_keys(self, feed: str) -> frozenset[str]:
         """The keys of the talks the feed has seen (read from its file)."""
         return frozenset(key for talk in self.seen_talks(feed) for key in talk.keys)
@@ -240,6 +252,10 @@ class Store:
             if kept != seen:
                 file.replace("seen", [talk.to_row() for talk in kept])
             talks_seen = len(kept)
+            if commit.items is not None:
+                rows = [known_item_row(key, talk) for key, talk in commit.items.items()]
+                if rows != file.rows("items"):
+                    file.replace("items", rows)
             new = list({d.id: d for d in commit.deliveries if d.id not in self._outbox}.values())
             queued = [OutboxEntry.queued(d, self._next_seq + n) for n, d in enumerate(new)]
             if queued:
@@ -260,7 +276,7 @@ class Store:
         return (
             known is not None
             and commit.state.name in self._feeds
-            and not (commit.seen or commit.rekeyed or commit.deliveries)
+            and not (commit.seen or commit.rekeyed or commit.deliveries or commit.items)
             and commit.present is None
             and known.same_file_row(commit.state)
         )

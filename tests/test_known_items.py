@@ -1,0 +1,252 @@
+"""Known items (watcher/skim.py): an item read before, with the same bytes in the same
+context, is not read again. `read_feed(data, known)` must give exactly what
+`read_feed(data)` gives (every identity field, the names, the warnings, the error) for
+any `known` an earlier read could have kept: over every fixture and wild feed, all of
+their items known or some; over documents changed between two reads (items added,
+dropped, moved, edited, duplicated); over changes of what surrounds the items (a base
+URI, a namespace, a DOCTYPE); and over random RSS and Atom documents. `talks()` of a
+read with known items must give the full parse's talks too.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import (
+    FIXTURES,
+    add_talk,
+    one_feed,
+    seed_bytes,
+    watcher_command,
+    webhook_table,
+    write_config,
+)
+from tests.test_skim import SETTINGS, atom_document, rss_document
+from watcher.feed import parse_feed
+from watcher.skim import FeedRead, read_feed
+
+WILD = sorted(p for p in (FIXTURES / "wild").iterdir() if p.suffix != ".json" and p.is_file())
+FEEDS = sorted(p for p in (FIXTURES / "feeds").iterdir() if not p.name.endswith(".json"))
+HOSTILE = sorted((FIXTURES / "hostile").iterdir())
+ALL = {f"{p.parent.name}/{p.name}": p for p in FEEDS + HOSTILE + WILD}
+ITEM = re.compile(rb"<item[\s>].*?</item>|<entry[\s>].*?</entry>", re.S)
+
+
+def same_read(read: FeedRead, expected: FeedRead) -> None:
+    assert read.error == expected.error
+    assert read.identities == expected.identities  # every field, the names included
+    assert read.warnings == expected.warnings
+    assert read.degraded == expected.degraded
+
+
+def assert_known_read_as_unknown(data: bytes, known: dict | None) -> FeedRead:
+    """A read of `data` knowing `known` against one knowing nothing; and its talks()
+    against the full parse's."""
+    expected = read_feed(data)
+    read = read_feed(data, known)
+    same_read(read, expected)
+    if expected.error is None:
+        full = parse_feed(data)
+        assert read.talks({t.guid for t in full.talks}) == full.talks
+    return read
+
+
+@pytest.mark.parametrize("name", list(ALL))
+def test_every_feed_read_knowing_its_items_reads_as_before(name):
+    data = ALL[name].read_bytes()
+    first = read_feed(data)
+    if first.items is None:
+        assert assert_known_read_as_unknown(data, {}).items is None
+        return
+    again = assert_known_read_as_unknown(data, first.items)
+    assert again.items == first.items
+    some = dict(list(first.items.items())[::2])
+    assert_known_read_as_unknown(data, some)
+
+
+def test_the_feed_fixtures_keep_their_items():
+    for path in FEEDS:
+        read = read_feed(path.read_bytes())
+        assert read.items and len(read.items) == len(read.identities), path.name
+
+
+def test_a_new_talk_on_top_is_the_only_item_read(monkeypatch):
+    import watcher.skim
+
+    before = seed_bytes()
+    after = add_talk(before, "NEWxTALKxx1", "Brand new | Ada | PyCon", "Thu, 11 Jun 2026")
+    known = read_feed(before).items
+    entries: list[int] = []
+    real = watcher.skim.parsed_entries
+
+    def spy(*args):
+        parsed = real(*args)
+        entries.append(len(parsed.entries))
+        return parsed
+
+    monkeypatch.setattr(watcher.skim, "parsed_entries", spy)
+    read = read_feed(after, known)
+    monkeypatch.undo()
+    assert entries == [1], "the known items were read again"
+    same_read(read, read_feed(after))
+    new = read.identities[0]
+    assert new.video_id == "NEWxTALKxx1"
+    assert read.talks({new.guid}) == [t for t in parse_feed(after).talks if t.guid == new.guid]
+
+
+def edits(data: bytes, rng: random.Random) -> list[bytes]:
+    """The document with its items dropped, moved, duplicated, edited, and one made new."""
+    items = ITEM.findall(data)
+    if not items:
+        return []
+    start, end = data.index(items[0]), data.rindex(items[-1]) + len(items[-1])
+    head, tail = data[:start], data[end:]
+
+    def document(chosen: list[bytes]) -> bytes:
+        return head + b"".join(chosen) + tail
+
+    shuffled = items[:]
+    rng.shuffle(shuffled)
+    edited = [re.sub(rb"<title>", b"<title>Edited ", item, count=1) for item in items]
+    return [
+        document(items[1:]),
+        document(items[:-1]),
+        document(shuffled),
+        document(items + items[:1]),
+        document(edited[:1] + items[1:]),
+        document([items[0].replace(b"</title>", b" (new)</title>", 1), *items]),
+    ]
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if not n.startswith("hostile/")])
+def test_a_changed_document_read_knowing_the_last_reads_as_before(name):
+    data = ALL[name].read_bytes()
+    known = read_feed(data).items
+    if not known:
+        return
+    for changed in edits(data, random.Random(name)):
+        assert_known_read_as_unknown(changed, known)
+
+
+RELATIVE = """<?xml version="1.0" encoding="utf-8"?>{doctype}
+<rss version="2.0"{namespaces}><channel{base}><title>T</title>
+<item><title>One</title><link>one/</link><guid isPermaLink="false">a</guid></item>
+<item><title>Two</title><link>two/</link>{thumbnail}<guid isPermaLink="false">b</guid></item>
+</channel></rss>"""
+MRSS = ' xmlns:media="http://search.yahoo.com/mrss/"'
+THUMB = '<media:thumbnail url="https://i.ytimg.com/vi/dQw4w9WgXcQ/1.jpg"/>'
+
+
+@pytest.mark.parametrize(
+    "before, after",
+    [
+        ({"base": ' xml:base="https://a.example/"'}, {"base": ' xml:base="https://b.example/"'}),
+        ({"base": ""}, {"base": ' xml:base="https://b.example/talks/"'}),
+        ({"namespaces": MRSS}, {"namespaces": ' xmlns:media="http://example.com/not-mrss"'}),
+        ({"namespaces": MRSS}, {"namespaces": ' xmlns:media="http://search.yahoo.com/mrss"'}),
+        ({"doctype": ""}, {"doctype": '\n<!DOCTYPE rss PUBLIC "-//Netscape" "x.dtd">'}),
+    ],
+)
+def test_what_surrounds_the_items_is_part_of_their_key(before, after):
+    defaults = {"doctype": "", "namespaces": MRSS, "base": "", "thumbnail": THUMB}
+    old = RELATIVE.format(**{**defaults, **before}).encode()
+    new = RELATIVE.format(**{**defaults, **after}).encode()
+    known = read_feed(old).items
+    assert known
+    read = assert_known_read_as_unknown(new, known)
+    if "base" in after:
+        assert read.identities[0].url != read_feed(old).identities[0].url
+
+
+@pytest.mark.parametrize(
+    "leak",
+    [
+        '<item xml:base="https://c.example/"><title>Zero</title><guid>z</guid></item>',
+        '<item xmlns:media="http://example.com/x"><title>Zero</title><guid>z</guid></item>',
+        '<image xml:base="https://c.example/"><url>x.png</url></image>',
+        '<item><title xml:lang="fr">Zéro</title><guid>z</guid></item>',
+    ],
+)
+def test_an_element_that_sets_what_follows_it_makes_every_item_read(leak):
+    """feedparser keeps a base URI or a namespace set inside an item (or beside the
+    items) in force for what follows: no item of such a document is read on its own."""
+    plain = RELATIVE.format(doctype="", namespaces=MRSS, base="", thumbnail=THUMB).encode()
+    leaky = plain.replace(b"<item>", leak.encode() + b"<item>", 1)
+    assert read_feed(leaky).items is None
+    assert_known_read_as_unknown(leaky, read_feed(plain).items)
+    moved = plain.replace(b"</channel>", leak.encode() + b"</channel>", 1)
+    assert_known_read_as_unknown(moved, read_feed(plain).items)
+
+
+EXAMPLES = int(os.environ.get("WATCHER_SKIM_EXAMPLES", "100"))
+
+
+def shuffled_items(data: bytes, chosen: st.DataObject) -> bytes:
+    """Another document of the same items, some dropped, some twice, in another order."""
+    items = ITEM.findall(data)
+    if not items:
+        return data
+    start, end = data.index(items[0]), data.rindex(items[-1]) + len(items[-1])
+    picked = chosen.draw(st.lists(st.sampled_from(items), max_size=len(items) + 2))
+    return data[:start] + b"".join(picked) + data[end:]
+
+
+@settings(SETTINGS, max_examples=EXAMPLES)
+@given(rss_document(), rss_document(), st.data())
+def test_random_rss_read_knowing_another_reads_as_before(first, second, chosen):
+    for known in (read_feed(first).items, read_feed(second).items):
+        assert_known_read_as_unknown(shuffled_items(first, chosen), known)
+
+
+@settings(SETTINGS, max_examples=EXAMPLES)
+@given(atom_document(), atom_document(), st.data())
+def test_random_atom_read_knowing_another_reads_as_before(first, second, chosen):
+    for known in (read_feed(first).items, read_feed(second).items):
+        assert_known_read_as_unknown(shuffled_items(first, chosen), known)
+
+
+def test_a_document_feedparser_reads_loosely_has_every_item_read(monkeypatch):
+    """Known items were read by feedparser's strict parser; where it falls back to its
+    loose one (which reads text otherwise), no identity read strictly is reused."""
+    import watcher.skim
+
+    good = RELATIVE.format(doctype="", namespaces=MRSS, base="", thumbnail=THUMB).encode()
+    loose = good.replace(
+        b"</channel>", "<item><title>Z</title><guid>z</guid><x\u0870/></item></channel>".encode()
+    )
+    known = read_feed(good).items
+    entries: list[int] = []
+    real = watcher.skim.parsed_entries
+
+    def spy(*args):
+        parsed = real(*args)
+        entries.append(len(parsed.entries))
+        return parsed
+
+    monkeypatch.setattr(watcher.skim, "parsed_entries", spy)
+    read = read_feed(loose, known)
+    monkeypatch.undo()
+    assert entries[-1] == 3, "identities read strictly were reused in a loose read"
+    assert read.items is None
+    same_read(read, read_feed(loose))
+
+
+def test_a_poll_reads_again_only_the_items_it_does_not_know(tmp_path, feed_host, webhook):
+    config = one_feed(feed_host.url, webhook_table("hook", webhook.url), feed='notify = ["hook"]')
+    write_config(tmp_path, config)
+    first = watcher_command("--verbose", "poll", "--config", "watcher.toml", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "feed talks: 3 items, 0 of them known from the last read" in first.stderr
+    after = add_talk(feed_host.body, "NEWxTALKxx1", "Brand new | Ada | PyCon", "Thu, 11 Jun 2026")
+    feed_host.set_body(after)
+    second = watcher_command("--verbose", "poll", "--config", "watcher.toml", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "feed talks: 4 items, 3 of them known from the last read" in second.stderr
+    expected = [t for t in parse_feed(after).talks if t.video_id == "NEWxTALKxx1"]
+    assert [r["talk"] for r in webhook.received] == [t.to_dict() for t in expected]
