@@ -118,7 +118,8 @@ def measure(
     is a subreaper (`set_subreaper()`): those processes are reaped here when they end,
     and the CPU is the rusage of every process reaped during the run (the child and its
     descendants). The peak RSS is the larger of the child's own high-water mark and the
-    highest sum of the RSS of the child and all its descendants, sampled every 20 ms."""
+    highest sum of the PSS of the child and all its descendants (their shared pages
+    counted once), sampled every 20 ms."""
     expired = threading.Event()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with logs.with_suffix(".out").open("wb") as out, logs.with_suffix(".err").open("wb") as err:
@@ -166,7 +167,7 @@ def set_subreaper() -> None:
 
 
 class TreeSampler(threading.Thread):
-    """The highest total RSS of a process and its descendants, sampled every 20 ms."""
+    """The highest total PSS of a process and its descendants, sampled every 20 ms."""
 
     def __init__(self, root: int) -> None:
         super().__init__(daemon=True)
@@ -222,12 +223,18 @@ def _descendants(root: int) -> set[int]:
 
 
 def _rss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
+    """The process's proportional set size (its private pages, and its share of those it
+    shares: the workers forked from one fork server share their imports), else its RSS."""
+    for path, field_name in (
+        (f"/proc/{pid}/smaps_rollup", "Pss:"),
+        (f"/proc/{pid}/status", "VmRSS:"),
+    ):
+        try:
+            for line in Path(path).read_text().splitlines():
+                if line.startswith(field_name):
+                    return int(line.split()[1])
+        except OSError:
+            continue
     return 0
 
 

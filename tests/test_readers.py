@@ -185,3 +185,23 @@ def test_reader_processes_end_with_a_daemon_killed_with_sigkill(tmp_path, feed_h
     while time.monotonic() < deadline and any(map(running, readers)):
         time.sleep(0.05)
     assert not [pid for pid in readers if running(pid)], "reader processes outlived the daemon"
+
+
+def test_documents_read_while_another_is_read_go_to_processes():
+    small = seed_bytes()
+
+    async def scenario() -> tuple[list[Reading], bool]:
+        readers = Readers(process_bytes=len(small) * 10, workers=2)
+        try:
+            alone = await readers.read(small, frozenset(), DEDUP, True, 0)
+            assert readers._pool is None, "one small document alone went to a process"
+            together = await asyncio.gather(
+                *(readers.read(small, frozenset(), DEDUP, True, 0) for _ in range(4))
+            )
+            return [alone, *together], readers._pool is not None
+        finally:
+            readers.close()
+
+    readings, pooled = asyncio.run(scenario())
+    assert pooled, "documents read at once were all read in threads"
+    assert all(reading == readings[0] for reading in readings)

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 import watcher.skim
 from tests.conftest import FIXTURES, SEED_FEED
-from watcher.feed import Entries, ParsedFeed, parse_feed
+from watcher.feed import Entries, parse_feed
 from watcher.skim import FeedRead, read_feed
 from watcher.talk import Talk
 

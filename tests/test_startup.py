@@ -47,4 +47,4 @@ def test_a_notifier_is_loaded_only_when_its_type_is_looked_up():
 def test_every_type_names_the_notifier_that_says_it_is_that_type():
     assert len(NOTIFIERS) == 8
     for kind in NOTIFIERS:
-        assert NOTIFIERS[kind].TYPE == kind
+        assert kind == NOTIFIERS[kind].TYPE

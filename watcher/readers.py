@@ -3,10 +3,11 @@
 Reading a large feed is CPU work in Python (feedparser over the light copy, and the
 talks read in full), and the GIL lets one thread do it at a time: a poll of many
 large feeds used one core of two, and threads handing the GIL back and forth cost a
-fifth more CPU than reading them one by one. So a document of `PROCESS_BYTES` or
-more is read in a worker process (as many as there are CPUs, up to four) while the
-event loop goes on fetching; a smaller one, in a thread, where starting or feeding a
-process would cost more than it saves. On one CPU, everything is read in threads.
+fifth more CPU than reading them one by one. So a document is read in a worker
+process (as many as there are CPUs, up to four) while the event loop goes on
+fetching, when it is large (`PROCESS_BYTES` or more) or another is being read
+already (a thread would wait for the GIL); else in a thread: one small feed polled
+on its own is not worth a process. On one CPU, everything is read in threads.
 
 Both run one pure function, `read_for_poll`: the same bytes and the same talks seen
 give the same `Reading`, wherever it ran. It also reads in full the talks that may be
@@ -99,7 +100,8 @@ class Readers:
         self.workers = _usable_cpus() if workers is None else workers
         self.idle_seconds = idle_seconds
         self._pool: ProcessPoolExecutor | None = None
-        self._busy = 0
+        self._busy = 0  # documents in the worker processes
+        self._reading = 0  # documents being read, in threads or processes
         self._idle: asyncio.TimerHandle | None = None
         self._deaths = 0  # pools lost in a row, with no document read in between
 
@@ -113,10 +115,15 @@ class Readers:
         known: Mapping[str, Talk] | None = None,
     ) -> Reading:
         arguments = (data, frozenset(seen_keys), dedup, baseline, notify_existing, known)
-        if self.workers < 2 or len(data) < self.process_bytes:
-            return await asyncio.to_thread(read_for_poll, *arguments)
+        if self.workers < 2 or (len(data) < self.process_bytes and not self._reading):
+            self._reading += 1
+            try:
+                return await asyncio.to_thread(read_for_poll, *arguments)
+            finally:
+                self._reading -= 1
         loop = asyncio.get_running_loop()
         self._busy += 1
+        self._reading += 1
         try:
             pool = self._started()
             reading = await loop.run_in_executor(pool, read_for_poll, *arguments)
@@ -128,6 +135,7 @@ class Readers:
             return await asyncio.to_thread(read_for_poll, *arguments)
         finally:
             self._busy -= 1
+            self._reading -= 1
             if not self._busy:
                 self._let_go_later(loop)
         self._deaths = 0
