@@ -118,8 +118,7 @@ def measure(
     is a subreaper (`set_subreaper()`): those processes are reaped here when they end,
     and the CPU is the rusage of every process reaped during the run (the child and its
     descendants). The peak RSS is the larger of the child's own high-water mark and the
-    highest sum of the PSS of the child and all its descendants (their shared pages
-    counted once), sampled every 20 ms."""
+    highest sum of its RSS and its descendants' PSS (see `TreeSampler`)."""
     expired = threading.Event()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with logs.with_suffix(".out").open("wb") as out, logs.with_suffix(".err").open("wb") as err:
@@ -167,7 +166,11 @@ def set_subreaper() -> None:
 
 
 class TreeSampler(threading.Thread):
-    """The highest total PSS of a process and its descendants, sampled every 20 ms."""
+    """The highest total memory of a process and its descendants, sampled every 100 ms:
+    the process's own RSS (from /proc/PID/status, which costs it nothing) and each
+    descendant's PSS (proportional set size: the workers share what their fork server
+    imported). Reading a PSS walks the process's page tables under its memory lock, and
+    doing that to the watcher itself every few ms slowed it down measurably."""
 
     def __init__(self, root: int) -> None:
         super().__init__(daemon=True)
@@ -177,10 +180,11 @@ class TreeSampler(threading.Thread):
         self._done = threading.Event()
 
     def run(self) -> None:
-        while not self._done.wait(0.02):
-            tree = _descendants(self.root)
-            self.seen |= tree - {self.root}
-            self.peak_kb = max(self.peak_kb, sum(_rss_kb(pid) for pid in tree))
+        while not self._done.wait(0.1):
+            below = _descendants(self.root)
+            self.seen |= below
+            total = _memory_kb(self.root, "VmRSS:") + sum(_memory_kb(p, "Pss:") for p in below)
+            self.peak_kb = max(self.peak_kb, total)
 
     def stop(self) -> None:
         self._done.set()
@@ -203,38 +207,36 @@ class TreeSampler(threading.Thread):
 
 
 def _descendants(root: int) -> set[int]:
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        parents.setdefault(ppid, []).append(int(entry.name))
-    tree, todo = {root}, [root]
+    """Every process below `root`, from /proc/PID/task/TID/children."""
+    found: set[int] = set()
+    todo = [root]
     while todo:
-        for child in parents.get(todo.pop(), []):
-            if child not in tree:
-                tree.add(child)
-                todo.append(child)
-    return tree
-
-
-def _rss_kb(pid: int) -> int:
-    """The process's proportional set size (its private pages, and its share of those it
-    shares: the workers forked from one fork server share their imports), else its RSS."""
-    for path, field_name in (
-        (f"/proc/{pid}/smaps_rollup", "Pss:"),
-        (f"/proc/{pid}/status", "VmRSS:"),
-    ):
+        pid = todo.pop()
         try:
-            for line in Path(path).read_text().splitlines():
-                if line.startswith(field_name):
-                    return int(line.split()[1])
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
         except OSError:
             continue
+        for task in tasks:
+            try:
+                children = (task / "children").read_text().split()
+            except OSError:
+                continue
+            for child in map(int, children):
+                if child not in found:
+                    found.add(child)
+                    todo.append(child)
+    return found
+
+
+def _memory_kb(pid: int, field_name: str) -> int:
+    """A process's VmRSS (from status) or Pss (from smaps_rollup), in KiB; 0 if gone."""
+    path = f"/proc/{pid}/status" if field_name == "VmRSS:" else f"/proc/{pid}/smaps_rollup"
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(field_name):
+                return int(line.split()[1])
+    except OSError:
+        pass
     return 0
 
 
