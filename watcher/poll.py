@@ -1,8 +1,9 @@
-"""One feed's poll, in its stages: load the state → fetch → read → select → commit.
+"""One feed's poll, in its stages: the state → fetch → read → select → commit.
 
-The state is read once (`Store.load`) and written once (`Store.commit`, one write
-of the feed's file); what is new is decided by pure functions of what was loaded
-and what was read (`watcher.select`).
+The feed's state is in memory; its file is read only when there is a document to
+read (the talks seen, the items known), and written once (`Store.commit`, one write
+of the feed's file); what is new is decided by pure functions of what was read
+(`watcher.readers`, `watcher.select`).
 """
 
 from __future__ import annotations
