@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from tests.conftest import (
     FIXTURES,
     add_talk,
+    console_table,
     one_feed,
     seed_bytes,
     watcher_command,
@@ -250,3 +251,53 @@ def test_a_poll_reads_again_only_the_items_it_does_not_know(tmp_path, feed_host,
     assert "feed talks: 4 items, 3 of them known from the last read" in second.stderr
     expected = [t for t in parse_feed(after).talks if t.video_id == "NEWxTALKxx1"]
     assert [r["talk"] for r in webhook.received] == [t.to_dict() for t in expected]
+
+
+@pytest.mark.parametrize(
+    "attribute", [' base="https://other.example/x/"', ' BASE="https://other.example/x/"']
+)
+def test_a_base_attribute_of_any_name_space_in_an_item_makes_every_item_read(attribute):
+    """feedparser takes any attribute named `base` for xml:base, and keeps it in force
+    for what follows (found by review)."""
+
+    def document(inside: str) -> bytes:
+        return (
+            '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>T</title>'
+            f"<item><title{inside}>One</title><link>https://ex.com/one</link><guid>g1</guid>"
+            "</item><item><title>Two</title><link>two</link></item></channel></rss>"
+        ).encode()
+
+    after = document(attribute)
+    read = assert_known_read_as_unknown(after, read_feed(document("")).items)
+    assert read.identities[1].url == "https://other.example/x/two"
+
+
+def test_an_rss_element_in_an_atom_feed_makes_every_item_read():
+    """An <rss> element anywhere switches feedparser to reading RSS, which reads a text
+    title that looks like HTML otherwise (found by review)."""
+
+    def document(extra: str) -> bytes:
+        return (
+            '<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+            '<title>T</title><entry><title>One</title><link href="https://ex.com/one"/>'
+            f"<id>g1</id>{extra}</entry>"
+            '<entry><title type="text">Two &lt;b&gt;bold&lt;/b&gt;</title>'
+            '<link href="https://ex.com/two"/><id>g2</id></entry></feed>'
+        ).encode()
+
+    assert_known_read_as_unknown(document('<rss version="2.0"/>'), read_feed(document("")).items)
+
+
+def test_a_talk_matched_by_another_key_is_logged_once(tmp_path, feed_host):
+    write_config(tmp_path, one_feed(feed_host.url, console_table()))
+    first = watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    renamed = seed_bytes().replace(
+        b"<guid>https://blog.randomdomain.co.za/youtube/too9j5nkg0c/</guid>",
+        b"<guid>renamed-guid</guid>",
+    )
+    assert renamed != seed_bytes()
+    feed_host.set_body(renamed)
+    second = watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path)
+    lines = [line for line in second.stderr.splitlines() if "matches a seen talk" in line]
+    assert len(lines) == 1, second.stderr

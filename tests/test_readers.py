@@ -71,23 +71,83 @@ def test_a_first_poll_reads_in_full_only_the_newest_it_may_announce():
     assert read_for_poll(feed, frozenset(), DEDUP, True, 0).talks == []
 
 
-def test_a_dead_worker_fails_the_read_it_had_and_the_next_gets_a_new_one():
-    async def scenario() -> tuple[Reading, Reading, Reading]:
+def test_a_read_lost_with_a_dead_worker_is_read_again_in_a_new_pool(caplog):
+    async def scenario() -> tuple[Reading, Reading]:
         readers = Readers(process_bytes=0, workers=2)
         try:
             first = await readers.read(BIG, frozenset(), DEDUP, True, 0)
             for pid in worker_pids(readers):
                 os.kill(pid, signal.SIGKILL)
-            lost = await readers.read(BIG, frozenset(), DEDUP, True, 0)
             again = await readers.read(BIG, frozenset(), DEDUP, True, 0)
-            return first, lost, again
+            return first, again
         finally:
             readers.close()
 
-    first, lost, again = asyncio.run(scenario())
+    first, again = asyncio.run(scenario())
     assert first.error is None and first.identities
-    assert lost.error == "unreadable: the reader process died while reading it"
     assert again == first
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == ["a reader process died while reading a document: new ones are started"]
+
+
+def die(*_: object) -> None:
+    """What the workers run in place of read_for_poll below: a worker that dies."""
+    os._exit(3)
+
+
+def test_a_read_lost_twice_is_a_lost_reading_not_a_bad_document(monkeypatch):
+    import watcher.readers
+
+    monkeypatch.setattr(watcher.readers, "read_for_poll", die)
+
+    async def scenario() -> Reading:
+        readers = Readers(process_bytes=0, workers=2)
+        try:
+            return await readers.read(BIG, frozenset(), DEDUP, True, 0)
+        finally:
+            readers.close()
+
+    reading = asyncio.run(scenario())
+    assert reading.lost is True
+    assert reading.error == "the reader process died while reading it"
+
+
+def test_a_poll_whose_reading_was_lost_fails_as_a_transient_error(tmp_path, feed_host):
+    from watcher.clock import utcnow
+    from watcher.config import load_config
+    from watcher.fetch import new_client
+    from watcher.poll import poll_feed
+    from watcher.store import Store
+
+    class LosingReaders(Readers):
+        async def read(self, *args: object, **kwargs: object) -> Reading:
+            return Reading([], "the reader process died while reading it", lost=True)
+
+    config_file = write_config(
+        tmp_path,
+        one_feed(
+            feed_host.url, console_table(), feed='interval = "1h"', state=str(tmp_path / "s.json")
+        ),
+    )
+    first = watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    feed_host.set_body(add_talk(seed_bytes(), "NEWxTALKxx1", "New | Ada", "Thu, 11 Jun 2026"))
+    config = load_config(config_file)
+
+    async def poll() -> None:
+        store = Store(config.state)
+        try:
+            async with new_client(5) as client:
+                result = await poll_feed(
+                    config.feeds[0], config, store, client, utcnow(), True, LosingReaders()
+                )
+            state = store.feed_state("talks")
+        finally:
+            store.close()
+        assert result.error == "unreadable: the reader process died while reading it"
+        assert state.failures == 1 and state.retry_at is None  # not backed off as "not a feed"
+
+    asyncio.run(poll())
 
 
 def test_an_idle_watcher_lets_its_reader_processes_go():
@@ -205,3 +265,28 @@ def test_documents_read_while_another_is_read_go_to_processes():
     readings, pooled = asyncio.run(scenario())
     assert pooled, "documents read at once were all read in threads"
     assert all(reading == readings[0] for reading in readings)
+
+
+def test_reads_go_on_after_pools_are_retired():
+    """A pool is let go after `tasks_per_pool` documents (whatever a long run leaks goes
+    with it), and reads go on in the next: none waits forever (CPython gh-115634 made
+    `max_tasks_per_child` leave reads waiting once every worker had retired)."""
+
+    async def scenario() -> list[Reading]:
+        readers = Readers(process_bytes=0, workers=2, tasks_per_pool=3)
+        seed = seed_bytes()
+        try:
+            burst = await asyncio.gather(
+                *(readers.read(seed, frozenset(), DEDUP, True, 0) for _ in range(8))
+            )
+            one_by_one = [
+                await asyncio.wait_for(readers.read(seed, frozenset(), DEDUP, True, 0), 30)
+                for _ in range(10)
+            ]
+            return [*burst, *one_by_one]
+        finally:
+            readers.close()
+
+    readings = asyncio.run(scenario())
+    assert len(readings) == 18 and all(r == readings[0] for r in readings)
+    assert readings[0].identities

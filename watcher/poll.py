@@ -86,6 +86,9 @@ async def poll_feed(
     read = await readers.read(
         fetched.body, seen_keys, feed.dedup, baseline, feed.notify_existing, known
     )
+    if read.lost:  # no fault of the feed's: a transient failure, tried again next poll
+        failure = FetchError(f"unreadable: {read.error}")
+        return _failed(store, feed, config, state, now, failure, fetch_seconds)
     if read.error:
         failure = not_a_feed(feed, source, read.error)
         return _failed(store, feed, config, state, now, failure, fetch_seconds)

@@ -16,10 +16,12 @@ feedparser entry has to cross between processes; the poll decides, from the talk
 seen as it reads them itself, which of them it announces.
 
 Workers come from a fork server (a fresh interpreter with the reading code
-imported), ignore SIGINT (Ctrl-C is for the daemon, which stops them), and are let
-go of after `IDLE_SECONDS` without a document to read: an idle daemon keeps no
-reader processes. A worker that dies (a hostile document, the OOM killer) fails the
-polls it was reading, with a line that says so, and the next document gets new ones.
+imported), ignore SIGINT and SIGTERM (the daemon stops them), end with the watcher
+even when it is killed, and are let go of after `IDLE_SECONDS` without a document
+to read (the fork server, which holds only the imports, stays). A worker that dies
+(a hostile document, the OOM killer) loses the reads it had: each is tried once
+more in a new pool, and if that is lost too, the poll fails as a transient error
+(not the feed's fault), with a line that says so.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from collections.abc import Collection, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from typing import Any
 
 from watcher.select import diff
 from watcher.talk import Talk
@@ -45,7 +48,7 @@ log = logging.getLogger(__name__)
 PROCESS_BYTES = 256 * 1024
 IDLE_SECONDS = 60.0
 MAX_WORKERS = 4
-TASKS_PER_WORKER = 1000  # then a fresh one: whatever a long run leaks goes with it
+TASKS_PER_POOL = 2000  # documents read by one pool; then a new one (see `_retire`)
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class Reading:
     talks: list[Talk] = field(default_factory=list)
     items: dict[str, Talk] | None = None  # see FeedRead.items: kept for the next read
     reused: int = 0  # items known from the last read, not read again
+    lost: bool = False  # the reader process died with it: no fault of the document
 
 
 def read_for_poll(
@@ -78,7 +82,8 @@ def read_for_poll(
     read = read_feed(data, known)
     if read.error:
         return Reading([], read.error, read.warnings, read.degraded)
-    new = [talk.guid for talk, _ in diff(read.identities, frozenset(seen_keys), dedup).new]
+    changes = diff(read.identities, frozenset(seen_keys), dedup, silent=True)
+    new = [talk.guid for talk, _ in changes.new]
     if baseline:
         new = new[max(0, len(new) - notify_existing) :] if notify_existing else []
     talks = read.talks(new) if new else []
@@ -95,8 +100,10 @@ class Readers:
         process_bytes: int = PROCESS_BYTES,
         workers: int | None = None,
         idle_seconds: float = IDLE_SECONDS,
+        tasks_per_pool: int = TASKS_PER_POOL,
     ) -> None:
         self.process_bytes = process_bytes
+        self.tasks_per_pool = tasks_per_pool
         self.workers = _usable_cpus() if workers is None else workers
         self.idle_seconds = idle_seconds
         self._pool: ProcessPoolExecutor | None = None
@@ -104,6 +111,7 @@ class Readers:
         self._reading = 0  # documents being read, in threads or processes
         self._idle: asyncio.TimerHandle | None = None
         self._deaths = 0  # pools lost in a row, with no document read in between
+        self._reads = 0  # documents given to this pool
 
     async def read(
         self,
@@ -125,36 +133,72 @@ class Readers:
         self._busy += 1
         self._reading += 1
         try:
-            pool = self._started()
-            reading = await loop.run_in_executor(pool, read_for_poll, *arguments)
-        except BrokenProcessPool:
-            return self._lost(pool)
-        except (OSError, RuntimeError) as exc:  # no processes here (no /dev/shm, a limit)
-            log.warning("cannot start reader processes (%s): documents are read in threads", exc)
-            self.workers = 0
-            return await asyncio.to_thread(read_for_poll, *arguments)
+            reading = await self._in_process(loop, arguments)
+            if reading is None:  # lost with a worker that died: once more, in a new pool
+                reading = await self._in_process(loop, arguments)
         finally:
             self._busy -= 1
             self._reading -= 1
             if not self._busy:
                 self._let_go_later(loop)
+        if reading is None:
+            return Reading([], "the reader process died while reading it", lost=True)
+        return reading
+
+    async def _in_process(
+        self, loop: asyncio.AbstractEventLoop, arguments: tuple[Any, ...]
+    ) -> Reading | None:
+        """The reading, by a worker; None if it was lost with one that died."""
+        if self.workers < 2:  # processes were given up on, meanwhile
+            result: Reading = await asyncio.to_thread(read_for_poll, *arguments)
+            return result
+        try:
+            pool = self._started()
+            future = loop.run_in_executor(pool, read_for_poll, *arguments)
+        except BrokenProcessPool:
+            self._lost(self._pool)
+            return None
+        except (OSError, RuntimeError) as exc:  # no processes here (no /dev/shm, a limit)
+            log.warning("cannot start reader processes (%s): documents are read in threads", exc)
+            self.workers = 0
+            result = await asyncio.to_thread(read_for_poll, *arguments)
+            return result
+        self._reads += 1
+        if self._reads >= self.tasks_per_pool:
+            self._retire()
+        try:
+            reading: Reading = await future
+        except BrokenProcessPool:
+            self._lost(pool)
+            return None
         self._deaths = 0
         return reading
 
-    def _lost(self, pool: ProcessPoolExecutor) -> Reading:
-        """A worker died (every document the pool had in hand is lost with it): this read
-        fails, and the next gets a new pool; after three pools lost in a row, documents
-        are read in threads from then on."""
-        if self._pool is pool:
+    def _lost(self, pool: ProcessPoolExecutor | None) -> None:
+        """A worker died (every document the pool had in hand is lost with it): the next
+        read gets a new pool; after three pools lost in a row, with no document read in
+        between, documents are read in threads from then on."""
+        if pool is not None and self._pool is pool:
             self._pool = None
             pool.shutdown(wait=False, cancel_futures=True)
             self._deaths += 1
-        if self._deaths >= 3 and self.workers:
-            self.workers = 0
-            log.error("reader processes died three times in a row: documents are read in threads")
-        else:
-            log.error("a reader process died while reading a document: new ones are started")
-        return Reading([], "unreadable: the reader process died while reading it")
+            if self._deaths >= 3 and self.workers:
+                self.workers = 0
+                log.error(
+                    "reader processes died three times in a row: documents are read in threads"
+                )
+            else:
+                log.error("a reader process died while reading a document: new ones are started")
+
+    def _retire(self) -> None:
+        """Let this pool go once the reads in hand are done (the next read starts a new
+        one): whatever a long run leaks goes with its workers. Not `max_tasks_per_child`,
+        which on Python 3.11 to 3.13 can leave a pool with no worker and reads waiting
+        forever (CPython gh-115634)."""
+        pool, self._pool = self._pool, None
+        self._reads = 0
+        if pool is not None:
+            pool.shutdown(wait=False)
 
     def close(self) -> None:
         """Stop the worker processes (they finish the document in hand)."""
@@ -178,7 +222,6 @@ class Readers:
                 mp_context=context,
                 initializer=_start_worker,
                 initargs=(os.getpid(),),
-                max_tasks_per_child=TASKS_PER_WORKER,
             )
         return self._pool
 
@@ -205,10 +248,12 @@ def _usable_cpus() -> int:
 
 
 def _start_worker(watcher: int) -> None:
-    """Ignore Ctrl-C (the watcher stops its workers), and end with the watcher: a worker
-    waits for its next document on a pipe it holds both ends of, and would outlive a
-    watcher killed with SIGKILL, keeping the fork server alive with it."""
+    """Ignore Ctrl-C and SIGTERM (sent to the whole group, by a terminal or systemd: the
+    watcher stops its workers when it stops), and end with the watcher: a worker waits
+    for its next document on a pipe it holds both ends of, and would outlive a watcher
+    killed with SIGKILL, keeping the fork server alive with it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threading.Thread(target=_end_with, args=(watcher,), daemon=True).start()
 
 

@@ -77,8 +77,10 @@ def publication_order(talks: list[Talk]) -> list[Talk]:
     return [talk for _, talk in indexed]
 
 
-def diff(talks: list[Talk], seen: Set[str], dedup: Iterable[str]) -> Diff:
-    """Which talks are new: none of their keys seen before (nor earlier in this document)."""
+def diff(talks: list[Talk], seen: Set[str], dedup: Iterable[str], silent: bool = False) -> Diff:
+    """Which talks are new: none of their keys seen before (nor earlier in this document).
+    `silent`: not logging the talks matched by a key other than their guid (a caller that
+    only looks ahead, as `watcher.readers` does, leaves that to the poll)."""
     keyed = [(talk, identity_keys(talk, dedup)) for talk in talks]
     shared = Counter(key for _, keys in keyed for key in keys if key.startswith(_SHAREABLE))
     keyed = [(talk, {key for key in keys if shared[key] <= 1}) for talk, keys in keyed]
@@ -103,7 +105,7 @@ def diff(talks: list[Talk], seen: Set[str], dedup: Iterable[str]) -> Diff:
             continue
         if keys - known_keys:
             rekeyed.append((min(known), keys - known_keys))
-        if not claim and f"guid:{talk.guid}" not in known:
+        if not claim and f"guid:{talk.guid}" not in known and not silent:
             _log_matched(talk, known)
     ordered = publication_order([talk for talk in talks if talk.guid in new])
     present |= {key for keys in claims.values() for key in keys}

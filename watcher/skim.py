@@ -61,8 +61,6 @@ _ITEM_TAGS = ("{*}item", "{*}entry")
 # feedparser's short names for text/plain and text/html.
 _TEXT_TYPES = frozenset({"text", "plain", "html"})
 _TOKEN = "watcher-stand-in-"
-_XML_BASE = "{http://www.w3.org/XML/1998/namespace}base"
-_XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 _C1_CONTROLS = re.compile("[\x80-\x9f]")
 
 
@@ -237,7 +235,7 @@ class _Context:
     def key(self, item: etree._Element) -> str:
         parent = item.getparent()
         digest = self._around(parent).copy() if parent is not None else self._head.copy()
-        digest.update(repr(sorted(item.nsmap.items(), key=str)).encode())
+        digest.update(repr(list(item.nsmap.items())).encode())  # in order: prefixes can swap
         digest.update(etree.tostring(item, with_tail=False))
         return digest.hexdigest()
 
@@ -255,14 +253,19 @@ class _Context:
 def _leaks(root: etree._Element, items: list[etree._Element]) -> bool:
     """Whether an element may set what feedparser keeps in force after it, for the items
     that follow: a namespace, a base URI or a language declared in an item, or beside
-    the items. Then no item is read on its own (none is known): each is read with all
+    the items (feedparser takes any attribute named `base`, of any namespace or case, for
+    `xml:base`), or an `<rss>` element (which changes the version feedparser reads the
+    rest as). Then no item is read on its own (none is known): each is read with all
     that comes before it. (On the items' ancestors they are part of each item's key.)"""
     ancestors = {ancestor for item in items for ancestor in item.iterancestors()}
     for element in root.iter():
         if not isinstance(element.tag, str) or element in ancestors:
             continue
-        if element.get(_XML_BASE) is not None or element.get(_XML_LANG) is not None:
+        if etree.QName(element).localname.lower() == "rss":
             return True
+        for name in element.attrib:
+            if etree.QName(name).localname.lower() in ("base", "lang"):
+                return True
         parent = element.getparent()
         if parent is not None and element.nsmap != parent.nsmap:
             return True
