@@ -169,8 +169,8 @@ class TreeSampler(threading.Thread):
     """The highest total memory of a process and its descendants, sampled every 100 ms:
     the process's own RSS (from /proc/PID/status, which costs it nothing) and each
     descendant's PSS (proportional set size: the workers share what their fork server
-    imported). Reading a PSS walks the process's page tables under its memory lock, and
-    doing that to the watcher itself every few ms slowed it down measurably."""
+    imported). Reading a PSS walks the process's page tables under its memory lock,
+    which is not done to the process being timed."""
 
     def __init__(self, root: int) -> None:
         super().__init__(daemon=True)
