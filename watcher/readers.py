@@ -217,6 +217,7 @@ class Readers:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["watcher.readers", "watcher.skim"])
             log.debug("reading large documents in %d worker processes", self.workers)
+            self._reads = 0
             self._pool = ProcessPoolExecutor(
                 self.workers,
                 mp_context=context,
