@@ -77,12 +77,10 @@ def test_the_feed_fixtures_keep_their_items():
         assert read.items and len(read.items) == len(read.identities), path.name
 
 
-def test_a_new_talk_on_top_is_the_only_item_read(monkeypatch):
+def read_counting_entries(monkeypatch, data: bytes, known: dict | None) -> tuple[FeedRead, list]:
+    """`read_feed(data, known)`, and how many entries feedparser gave at each of its reads."""
     import watcher.skim
 
-    before = seed_bytes()
-    after = add_talk(before, "NEWxTALKxx1", "Brand new | Ada | PyCon", "Thu, 11 Jun 2026")
-    known = read_feed(before).items
     entries: list[int] = []
     real = watcher.skim.parsed_entries
 
@@ -92,8 +90,15 @@ def test_a_new_talk_on_top_is_the_only_item_read(monkeypatch):
         return parsed
 
     monkeypatch.setattr(watcher.skim, "parsed_entries", spy)
-    read = read_feed(after, known)
+    read = read_feed(data, known)
     monkeypatch.undo()
+    return read, entries
+
+
+def test_a_new_talk_on_top_is_the_only_item_read(monkeypatch):
+    before = seed_bytes()
+    after = add_talk(before, "NEWxTALKxx1", "Brand new | Ada | PyCon", "Thu, 11 Jun 2026")
+    read, entries = read_counting_entries(monkeypatch, after, read_feed(before).items)
     assert entries == [1], "the known items were read again"
     same_read(read, read_feed(after))
     new = read.identities[0]
@@ -215,24 +220,11 @@ def test_random_atom_read_knowing_another_reads_as_before(first, second, chosen)
 def test_a_document_feedparser_reads_loosely_has_every_item_read(monkeypatch):
     """Known items were read by feedparser's strict parser; where it falls back to its
     loose one (which reads text otherwise), no identity read strictly is reused."""
-    import watcher.skim
-
     good = RELATIVE.format(doctype="", namespaces=MRSS, base="", thumbnail=THUMB).encode()
     loose = good.replace(
         b"</channel>", "<item><title>Z</title><guid>z</guid><x\u0870/></item></channel>".encode()
     )
-    known = read_feed(good).items
-    entries: list[int] = []
-    real = watcher.skim.parsed_entries
-
-    def spy(*args):
-        parsed = real(*args)
-        entries.append(len(parsed.entries))
-        return parsed
-
-    monkeypatch.setattr(watcher.skim, "parsed_entries", spy)
-    read = read_feed(loose, known)
-    monkeypatch.undo()
+    read, entries = read_counting_entries(monkeypatch, loose, read_feed(good).items)
     assert entries[-1] == 3, "identities read strictly were reused in a loose read"
     assert read.items is None
     same_read(read, read_feed(loose))

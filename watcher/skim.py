@@ -30,7 +30,7 @@ import hashlib
 import itertools
 import re
 import xml.parsers.expat
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -163,11 +163,11 @@ class _Document:
         if prolog is None:
             return None
         items = _items(root)
-        contents = [_stand_ins(item, itertools.count()) for item in items]
+        contents = [_stand_ins(item) for item in items]
+        reusable = not _leaks(root, items)  # else no item is keyed, known or kept
         context = _Context(prolog, warnings)
-        keys = [context.key(item) for item in items]
-        reusable = not _leaks(root, items)
-        cached = {n: known[key] for n, key in enumerate(keys) if key in known} if reusable else {}
+        keys = [context.key(item) for item in items] if reusable else []
+        cached = {n: known[key] for n, key in enumerate(keys) if key in known}
         for n in cached:
             _drop(items[n])
         light = parsed_entries(data, prolog + etree.tostring(root, encoding="utf-8"), warnings)
@@ -185,7 +185,7 @@ class _Document:
             dict(zip(unread, light.entries, strict=True)),
             contents,
             numbered,
-            {keys[n]: talk for n, talk in identities} if reusable else {},
+            {keys[n]: talk for n, talk in identities} if keys else {},
             light.warnings + sorted_warnings(unreadable + skipped),
             troubled,
             light.degraded,
@@ -360,7 +360,7 @@ def _items(root: etree._Element) -> list[etree._Element]:
     return items
 
 
-def _stand_ins(item: etree._Element, tokens: Iterator[int]) -> dict[str, str]:
+def _stand_ins(item: etree._Element) -> dict[str, str]:
     """Swap each content element of the item for a light copy: same tag and attributes,
     its text the video link read from it (if any) and a token unique in the item (so
     that the copy of an item is the same wherever the item stands).
@@ -370,6 +370,7 @@ def _stand_ins(item: etree._Element, tokens: Iterator[int]) -> dict[str, str]:
     namespace declarations, the element's own attributes or a wrapping div's, and
     escapes its text), and text feedparser decodes or escapes (see _plain_text)."""
     swapped = {}
+    tokens = itertools.count()
     files: bool | None = None  # whether the item has an enclosure or media (found once)
     for child in item:
         if not isinstance(child.tag, str) or etree.QName(child).localname not in _CONTENT:
