@@ -172,3 +172,23 @@ def test_a_destination_that_does_not_answer_is_down_at_its_first_failure(tmp_pat
     wait = datetime.fromisoformat(rows["A-t1"].next_attempt) - clock.now
     assert wait.total_seconds() <= PROBE_BASE * 1.2
     store.close()
+
+
+def test_failures_in_a_row_across_passes_say_the_destination_is_down(tmp_path, httpserver):
+    """Talks queued one at a time (a poll each, a pass each) that all fail: the second
+    failure in a row backs the destination off, as two in one pass do; the third talk
+    waits for the probe instead of hitting it again."""
+    receiver, clock, box = Receiver(httpserver), Clock(), []
+    store = Store(tmp_path / "state.json")
+    receiver.status = lambda guid: 500
+    queue(store, ("A", "t1"))
+    drain(store, receiver, clock, box)
+    assert receiver.refused == ["t1"]
+    queue(store, ("B", "t2"))
+    drain(store, receiver, clock, box)
+    queue(store, ("C", "t3"))
+    drain(store, receiver, clock, box)
+    assert receiver.refused == ["t1", "t2"]
+    rows = queued(store)
+    assert rows["A-t1"].next_attempt == rows["B-t2"].next_attempt, "both wait for the probe"
+    store.close()

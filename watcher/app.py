@@ -120,6 +120,17 @@ class Watcher:
     async def poll_all(self, feeds: Iterable[FeedConfig]) -> list[PollResult]:
         return list(await asyncio.gather(*(self.poll(feed) for feed in feeds)))
 
+    async def poll_and_deliver(self, feeds: Iterable[FeedConfig]) -> list[PollResult]:
+        """Poll each feed once, delivering what they queue as they go, then deliver what is
+        left (`Deliverer.deliver_during`): what `watcher poll` does."""
+        return await self.deliverer.deliver_during(self._poll_then_close(feeds))
+
+    async def _poll_then_close(self, feeds: Iterable[FeedConfig]) -> list[PollResult]:
+        try:
+            return await self.poll_all(feeds)
+        finally:
+            self.close()  # the readers' processes are not needed for the last deliveries
+
     async def drain(self) -> DrainResult:
         return await self.deliverer.drain()
 

@@ -31,8 +31,9 @@ import contextlib
 import dataclasses
 import logging
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import httpx
 
@@ -61,6 +62,8 @@ from watcher.store import OutboxEntry, Store, StoreError
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 IDLE_WAKE = 60.0
 FAILED_PASS_WAIT = 5.0  # after a pass that failed (a full disk, a bug): not a busy loop
 
@@ -86,6 +89,7 @@ class Deliverer:
         self._wake: dict[str, asyncio.Event] = {}
         self._next_slot: dict[str, float] = {}
         self._outages: dict[str, Outage] = {}
+        self._failing: dict[str, dict[str, OutboxEntry]] = {}  # see _drain_one
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._running = False
         self._stopping = False
@@ -117,6 +121,40 @@ class Deliverer:
         for result in await asyncio.gather(*(self._drain_one(name) for name in names)):
             total.add(result)
         return total
+
+    async def deliver_during(self, work: Awaitable[T]) -> T:
+        """Deliver while `work` runs (the polls of a `watcher poll`), and once more when it
+        is done: each destination's queue is passed over at once, again whenever talks are
+        queued for it (`kick`), and a last time at the end. A destination that is down
+        after a pass is not tried again in this run: a run tries a destination that does
+        not answer once, as one `drain()` after the polls did, and leaves its queue for the
+        next run."""
+        finished = asyncio.Event()
+        followers = [asyncio.create_task(self._follow(n, finished)) for n in self.notifiers]
+        try:
+            return await work
+        except BaseException:
+            self._stopping = True  # interrupted: end after the delivery in hand
+            raise
+        finally:
+            finished.set()
+            for event in self._wake.values():
+                event.set()
+            ended = await asyncio.gather(*followers, return_exceptions=True)
+            failures = [e for e in ended if isinstance(e, BaseException)]
+            if failures and not self._stopping:
+                raise failures[0]
+
+    async def _follow(self, name: str, finished: asyncio.Event) -> None:
+        wake = self._wake[name]
+        wake.set()  # what earlier runs left queued goes first
+        while name in self.notifiers and not self._stopping:
+            await wake.wait()
+            wake.clear()
+            last = finished.is_set()
+            await self._drain_one(name)
+            if last or name in self._outages:
+                return
 
     def kick(self, destinations: Iterable[str]) -> None:
         """Wake the delivery loops of these destinations (new talks were queued)."""
@@ -181,7 +219,9 @@ class Deliverer:
         result = DrainResult()
         async with self._locks[name], log_context(destination=name):
             await self._send_digest(name, result)
-            failed: list[OutboxEntry] = []  # those failed since the last one accepted
+            # those failed since the last one accepted, in this pass or an earlier one: two
+            # deliveries failing in a row say the destination is down, however they came
+            failed = self._failing.setdefault(name, {})
             for entry in self.store.pending(name):
                 now = self.clock()
                 if self._stopping or self._down(name, now) or name not in self.notifiers:
@@ -193,10 +233,10 @@ class Deliverer:
                 outcome, retry_after = attempt.outcome, attempt.retry_after
                 if outcome in (Outcome.SENT, Outcome.DEAD):  # it answered: it is up
                     self._recovered(name)
-                    self._stepped_aside(name, failed)
+                    self._stepped_aside(name, list(failed.values()))
                     failed.clear()
                 elif outcome in (Outcome.RETRY, Outcome.DOWN):
-                    failed.append(entry)
+                    failed[entry.id] = entry
                     # Down: it did not answer, asked to wait, failed a probe, or failed two
                     # deliveries in a row. Else this one delivery may be the trouble: the
                     # next one is tried, and if it goes through, this one steps aside.
@@ -206,7 +246,8 @@ class Deliverer:
                         or name in self._outages
                         or len(failed) > 1
                     ):
-                        self._went_down(name, failed, retry_after)
+                        self._went_down(name, list(failed.values()), retry_after)
+                        failed.clear()
                         break
         return result
 
@@ -280,7 +321,10 @@ class Deliverer:
     def _stepped_aside(self, name: str, failed: list[OutboxEntry]) -> None:
         """These failed while the destination accepts others: their own schedules stand."""
         for entry in failed:
-            due = self._due(name, self.store.queued(entry.id) or entry)
+            queued = self.store.queued(entry.id)
+            if queued is None or queued.dead:  # delivered since, or dead-lettered
+                continue
+            due = self._due(name, queued)
             log.warning(
                 "destination %s: talk %s fails while others are accepted; it steps aside "
                 "and is tried again at %s",

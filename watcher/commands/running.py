@@ -59,12 +59,7 @@ async def _poll(config: Config, feeds: Iterable[FeedConfig]) -> int:
     store = Store(config.state)
     try:
         async with new_client(config.timeout) as client:
-            watcher = Watcher(config, store, client, utcnow)
-            try:
-                results = await watcher.poll_all(feeds)
-            finally:
-                watcher.close()
-            await watcher.drain()
+            results = await Watcher(config, store, client, utcnow).poll_and_deliver(feeds)
     finally:
         store.close()
     failed = [r for r in results if not r.ok]

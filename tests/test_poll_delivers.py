@@ -1,0 +1,118 @@
+"""`watcher poll` delivers while it polls: a talk goes out as soon as its feed is read,
+not after the slowest feed; and a destination that fails is tried once in a run."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from werkzeug import Request, Response
+
+from tests.conftest import FeedHost, add_talk, destination_status, watcher_command
+from tests.conftest import write_config as write
+
+NEW = ("NeWtAlK0001", "A new talk | Someone | Somewhere", "Wed, 10 Jun 2026 00:00:00 +0000")
+OTHER = ("NeWtAlK0002", "Another talk | Someone | Somewhere", "Thu, 11 Jun 2026 00:00:00 +0000")
+
+
+def config(quick: str, slow: str, hook: str) -> str:
+    return f"""
+[watcher]
+state = "state.json"
+timeout = "60s"
+
+[[feeds]]
+name = "quick"
+url = "{quick}"
+
+[[feeds]]
+name = "slow"
+url = "{slow}"
+
+[[destinations]]
+name = "hook"
+type = "webhook"
+url = "{hook}"
+"""
+
+
+class HeldFeed:
+    """A feed that, once held, answers only after `release` is set (or `most` seconds);
+    it says which it was."""
+
+    def __init__(self, server, body: bytes, release: threading.Event, most: float) -> None:
+        self.body = body
+        self.release = release
+        self.most = most
+        self.held = False
+        self.released_by_event: bool | None = None
+        self.pause_after_release = 0.0
+        server.expect_request("/slow.xml").respond_with_handler(self._handle)
+        self.url = server.url_for("/slow.xml")
+
+    def _handle(self, request: Request) -> Response:
+        if self.held:
+            self.released_by_event = self.release.wait(self.most)
+            time.sleep(self.pause_after_release)  # a slow feed: the scenario, not a wait
+        return Response(self.body, content_type="application/rss+xml")
+
+
+def test_a_talk_is_delivered_while_a_slower_feed_is_still_being_fetched(
+    tmp_path, threaded_httpserver
+):
+    quick = FeedHost(threaded_httpserver, "/quick.xml")
+    posted = threading.Event()
+    received: list[dict] = []
+
+    def hook(request: Request) -> Response:
+        received.append(json.loads(request.get_data()))
+        posted.set()
+        return Response("ok")
+
+    threaded_httpserver.expect_request("/hook", method="POST").respond_with_handler(hook)
+    slow = HeldFeed(threaded_httpserver, quick.body, posted, most=20)
+    write(tmp_path, config(quick.url, slow.url, threaded_httpserver.url_for("/hook")))
+    first = watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+
+    quick.set_body(add_talk(quick.body, *NEW))
+    slow.held = True
+    result = watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [p["talk"]["video_id"] for p in received] == [NEW[0]]
+    assert slow.released_by_event, "the slow feed was answered before the talk was delivered"
+
+
+def test_a_failing_destination_is_tried_once_in_a_run_however_long_the_polls_take(
+    tmp_path, threaded_httpserver
+):
+    """Its two failures in a row say it is down; the talks queued after that, by a feed
+    read after its probe would be due, wait for the next run."""
+    quick = FeedHost(threaded_httpserver, "/quick.xml")
+    failures = threading.Event()
+    attempts: list[float] = []
+
+    def failing(request: Request) -> Response:
+        attempts.append(time.monotonic())
+        if len(attempts) >= 2:
+            failures.set()
+        return Response("busy", status=500)
+
+    threaded_httpserver.expect_request("/hook", method="POST").respond_with_handler(failing)
+    slow = HeldFeed(threaded_httpserver, quick.body, failures, most=20)
+    write(tmp_path, config(quick.url, slow.url, threaded_httpserver.url_for("/hook")))
+    first = watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+
+    quick.set_body(add_talk(add_talk(quick.body, *NEW), *OTHER))
+    slow.body = add_talk(slow.body, "NeWtAlK0003", "Third | Someone | Here", OTHER[2])
+    slow.held = True
+    slow.pause_after_release = 3.0  # past the first probe (2 s, jittered by a fifth)
+    result = watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert slow.released_by_event, "the destination was not tried while the polls went on"
+    assert len(attempts) == 2, result.stderr
+    assert "destination hook: down" in result.stderr
+    hook = destination_status(tmp_path, "hook")
+    assert hook["queued"] == 3
