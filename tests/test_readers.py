@@ -290,3 +290,31 @@ def test_reads_go_on_after_pools_are_retired():
     readings = asyncio.run(scenario())
     assert len(readings) == 18 and all(r == readings[0] for r in readings)
     assert readings[0].identities
+
+
+def test_a_new_pool_starts_its_first_worker_off_the_event_loop(monkeypatch):
+    """Starting the fork server the first time imports the reading code (a fifth of a
+    second): done on the event loop's thread, it held up every fetch in flight."""
+    import threading
+    from concurrent.futures import ProcessPoolExecutor
+
+    submitted_from: list[threading.Thread] = []
+    submit = ProcessPoolExecutor.submit
+
+    def recording(self, *args, **kwargs):
+        submitted_from.append(threading.current_thread())
+        return submit(self, *args, **kwargs)
+
+    monkeypatch.setattr(ProcessPoolExecutor, "submit", recording)
+
+    async def read() -> tuple[Reading, threading.Thread]:
+        readers = Readers(process_bytes=0, workers=2)
+        try:
+            return await readers.read(BIG, frozenset(), DEDUP, True, 0), threading.current_thread()
+        finally:
+            readers.close()
+
+    reading, loop_thread = asyncio.run(read())
+    assert reading.identities and not reading.lost
+    assert len(submitted_from) == 2, "a warm-up, then the document"
+    assert submitted_from[0] is not loop_thread

@@ -27,6 +27,7 @@ more in a new pool, and if that is lost too, the poll fails as a transient error
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -40,7 +41,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
-from watcher.select import diff
+from watcher.select import Diff, diff
 from watcher.talk import Talk
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class Reading:
     items: dict[str, Talk] | None = None  # see FeedRead.items: kept for the next read
     reused: int = 0  # items known from the last read, not read again
     lost: bool = False  # the reader process died with it: no fault of the document
+    changes: Diff | None = None  # what is new, given the talks seen it was read with
 
 
 def read_for_poll(
@@ -82,13 +84,20 @@ def read_for_poll(
     read = read_feed(data, known)
     if read.error:
         return Reading([], read.error, read.warnings, read.degraded)
-    changes = diff(read.identities, frozenset(seen_keys), dedup, silent=True)
+    changes = diff(read.identities, frozenset(seen_keys), dedup)
     new = [talk.guid for talk, _ in changes.new]
     if baseline:
         new = new[max(0, len(new) - notify_existing) :] if notify_existing else []
     talks = read.talks(new) if new else []
     return Reading(
-        read.identities, None, read.warnings, read.degraded, talks, read.items, read.reused
+        read.identities,
+        None,
+        read.warnings,
+        read.degraded,
+        talks,
+        read.items,
+        read.reused,
+        changes=changes,
     )
 
 
@@ -112,6 +121,7 @@ class Readers:
         self._idle: asyncio.TimerHandle | None = None
         self._deaths = 0  # pools lost in a row, with no document read in between
         self._reads = 0  # documents given to this pool
+        self._warming: asyncio.Future[None] | None = None  # its first worker starting
 
     async def read(
         self,
@@ -153,7 +163,11 @@ class Readers:
             result: Reading = await asyncio.to_thread(read_for_poll, *arguments)
             return result
         try:
-            pool = self._started()
+            pool = self._started(loop)
+            while self._warming is not None and not self._warming.done():
+                with contextlib.suppress(Exception):  # the submit below says what went wrong
+                    await asyncio.shield(self._warming)
+                pool = self._started(loop)  # a new one, if that one was let go of meanwhile
             future = loop.run_in_executor(pool, read_for_poll, *arguments)
         except BrokenProcessPool:
             self._lost(self._pool)
@@ -209,7 +223,10 @@ class Readers:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _started(self) -> ProcessPoolExecutor:
+    def _started(self, loop: asyncio.AbstractEventLoop) -> ProcessPoolExecutor:
+        """The pool, a new one with its first worker started in a thread (`_warming`): the
+        fork server's first start imports the reading code, a fifth of a second that would
+        hold up the event loop, and every fetch in flight, if a read started it."""
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
@@ -224,6 +241,8 @@ class Readers:
                 initializer=_start_worker,
                 initargs=(os.getpid(),),
             )
+            self._warming = loop.run_in_executor(None, _warm_up, self._pool)
+            self._warming.add_done_callback(_retrieved)  # a failure is the submit's to tell
         return self._pool
 
     def _let_go_later(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -238,6 +257,19 @@ class Readers:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False)
+
+
+def _warm_up(pool: ProcessPoolExecutor) -> None:
+    pool.submit(_nothing).result()
+
+
+def _nothing() -> None:
+    pass
+
+
+def _retrieved(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _usable_cpus() -> int:

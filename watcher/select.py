@@ -21,7 +21,6 @@ a first poll records a feed's back catalogue.
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections import Counter
 from collections.abc import Iterable, Set
 from dataclasses import dataclass, field
@@ -29,8 +28,6 @@ from urllib.parse import urlsplit
 
 from watcher.identity import shared_guid
 from watcher.talk import Talk
-
-log = logging.getLogger(__name__)
 
 Keyed = tuple[Talk, set[str]]
 
@@ -42,6 +39,8 @@ class Diff:
     quiet: list[Keyed] = field(default_factory=list)  # new to the state, not announced
     # seen talks known by the first key, to be known by the others too from now on
     rekeyed: list[tuple[str, set[str]]] = field(default_factory=list)
+    # talks known by a key other than their name (the GUID changed?): (guid, key kinds)
+    matched: list[tuple[str, list[str]]] = field(default_factory=list)
 
 
 def identity_keys(talk: Talk, dedup: Iterable[str]) -> set[str]:
@@ -77,10 +76,8 @@ def publication_order(talks: list[Talk]) -> list[Talk]:
     return [talk for _, talk in indexed]
 
 
-def diff(talks: list[Talk], seen: Set[str], dedup: Iterable[str], silent: bool = False) -> Diff:
-    """Which talks are new: none of their keys seen before (nor earlier in this document).
-    `silent`: not logging the talks matched by a key other than their guid (a caller that
-    only looks ahead, as `watcher.readers` does, leaves that to the poll)."""
+def diff(talks: list[Talk], seen: Set[str], dedup: Iterable[str]) -> Diff:
+    """Which talks are new: none of their keys seen before (nor earlier in this document)."""
     keyed = [(talk, identity_keys(talk, dedup)) for talk in talks]
     shared = Counter(key for _, keys in keyed for key in keys if key.startswith(_SHAREABLE))
     keyed = [(talk, {key for key in keys if shared[key] <= 1}) for talk, keys in keyed]
@@ -92,6 +89,7 @@ def diff(talks: list[Talk], seen: Set[str], dedup: Iterable[str], silent: bool =
     quiet: list[Keyed] = []
     rekeyed: list[tuple[str, set[str]]] = []
     present: set[str] = set()
+    matched: list[tuple[str, list[str]]] = []
     for talk, keys in keyed:
         present |= keys
         claim = claims.get(talk.guid)
@@ -105,11 +103,12 @@ def diff(talks: list[Talk], seen: Set[str], dedup: Iterable[str], silent: bool =
             continue
         if keys - known_keys:
             rekeyed.append((min(known), keys - known_keys))
-        if not claim and f"guid:{talk.guid}" not in known and not silent:
-            _log_matched(talk, known)
+        if not claim and f"guid:{talk.guid}" not in known:
+            matched.append((talk.guid, sorted({key.split(":", 1)[0] for key in known})))
     ordered = publication_order([talk for talk in talks if talk.guid in new])
     present |= {key for keys in claims.values() for key in keys}
-    return Diff([(talk, new[talk.guid]) for talk in ordered], present, quiet, rekeyed)
+    new_talks = [(talk, new[talk.guid]) for talk in ordered]
+    return Diff(new_talks, present, quiet, rekeyed, matched)
 
 
 _SHAREABLE = ("link:", "video:")
@@ -128,12 +127,3 @@ def _legacy_claims(keyed: list[Keyed], seen: Set[str]) -> dict[str, set[str]]:
             claims[talk.guid] = {f"guid:{base}"}
             taken.add(base)
     return claims
-
-
-def _log_matched(talk: Talk, known: set[str]) -> None:
-    matched = sorted({key.split(":", 1)[0] for key in known})
-    log.info(
-        "item %s matches a seen talk by %s (its GUID changed?); not announced",
-        talk.guid,
-        " and ".join(matched),
-    )
