@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from werkzeug import Request, Response
 
@@ -116,3 +117,56 @@ def test_a_failing_destination_is_tried_once_in_a_run_however_long_the_polls_tak
     assert "destination hook: down" in result.stderr
     hook = destination_status(tmp_path, "hook")
     assert hook["queued"] == 3
+
+
+class KeepAliveHook(BaseHTTPRequestHandler):
+    """A webhook that keeps connections open (werkzeug's server closes each one) and notes
+    the client port of each message."""
+
+    protocol_version = "HTTP/1.1"
+    ports: list[int]
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.ports.append(self.client_address[1])
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_messages_to_a_destination_share_one_connection(tmp_path, feed_host):
+    """The answer to a message is read, so the connection is kept for the next one: a
+    new connection (a new TLS handshake, for Slack) for each message cost more than it."""
+    ports: list[int] = []
+    handler = type("Hook", (KeepAliveHook,), {"ports": ports})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        write(
+            tmp_path,
+            f"""
+[watcher]
+state = "state.json"
+
+[[feeds]]
+name = "talks"
+url = "{feed_host.url}"
+notify_existing = 3
+
+[[destinations]]
+name = "hook"
+type = "webhook"
+url = "http://127.0.0.1:{server.server_address[1]}/hook"
+""",
+        )
+        result = watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 0, result.stderr
+    assert len(ports) == 3 and len(set(ports)) == 1, ports

@@ -148,7 +148,9 @@ async def post_json(
     """POST a JSON `body`; return on 2xx, raise a `DeliveryError` otherwise.
 
     The whole exchange is bounded by `timeout`, and at most a short excerpt of
-    the response body is read. `retry_hint` reads a retry delay out of the excerpt of
+    the response body is read: an answer read to its end leaves the connection open for
+    the next message (a new TLS handshake for each message cost more than the message).
+    `retry_hint` reads a retry delay out of the excerpt of
     a transient failure (a service that says it in its body, not in `Retry-After`).
     """
     headers = {"Content-Type": "application/json", **(headers or {})}
@@ -157,9 +159,9 @@ async def post_json(
             request = client.build_request("POST", url, content=body, headers=headers)
             response = await client.send(request, stream=True, follow_redirects=False)
             try:
+                excerpt = await _excerpt(response)  # read: a short answer keeps the connection
                 if response.is_success:
                     return
-                excerpt = await _excerpt(response)
             finally:
                 await response.aclose()
     except TimeoutError:
