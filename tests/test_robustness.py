@@ -166,11 +166,13 @@ def test_the_state_of_a_poll_is_one_write_holding_seen_and_queued(
     cfg = load_config(path)
     cfg = dataclasses.replace(cfg, state=tmp_path / "state.json")
     writes: list[dict] = []
-    original = AtomicJSONStorage.write
+    original = AtomicJSONStorage.persist  # every write comes here, in the writer thread or not
     monkeypatch.setattr(
         AtomicJSONStorage,
-        "write",
-        lambda self, data: writes.append(json.loads(json.dumps(data))) or original(self, data),
+        "persist",
+        lambda self, text, *version: (
+            writes.append(json.loads(text)) or original(self, text, *version)
+        ),
     )
 
     async def poll_once():
@@ -359,19 +361,19 @@ def test_a_poll_that_cannot_be_written_keeps_nothing_and_is_done_again(
     cfg = _config_in(tmp_path, feed_host, webhook)
     _poll_and_drain(cfg)
     feed_host.set_body(add_talk(feed_host.body, *NEW))
-    original = AtomicJSONStorage.write
+    original = AtomicJSONStorage._write  # every write comes here, in the writer thread or not
 
-    def full_disk(self, data):
+    def full_disk(self, text):
         if ".feeds" in str(self.path.parent):
             raise OSError(28, "No space left on device")
-        original(self, data)
+        original(self, text)
 
-    monkeypatch.setattr(AtomicJSONStorage, "write", full_disk)
+    monkeypatch.setattr(AtomicJSONStorage, "_write", full_disk)
     result, pending, seen = _poll_and_drain(cfg)
     assert not result.ok and "No space left on device" in result.error
     assert pending == [] and not any(NEW[0].lower() in key for key in seen)
     assert webhook.received == []
-    monkeypatch.setattr(AtomicJSONStorage, "write", original)
+    monkeypatch.setattr(AtomicJSONStorage, "_write", original)
     result, _, _ = _poll_and_drain(cfg)
     assert result.announced == 1
     assert [p["talk"]["video_id"] for p in webhook.received] == [NEW[0]]

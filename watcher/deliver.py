@@ -406,7 +406,7 @@ class Deliverer:
             result.dead += 1
             return Attempt(Outcome.GAVE_UP, error=error)
         try:
-            self.store.delivered(entry.id)
+            await self.store.delivered_async(entry.id)
         except StoreError:
             # Sent, but not recorded: not sent again by this process (at most once more,
             # after a restart, with the same id for the receiver to drop).

@@ -122,7 +122,7 @@ async def poll_feed(
     try:
         success, alerts = _alerts(feed, config, state, success, now)
         commit = _commit(feed, config, changes, announced, now, success)
-        forgotten = store.commit(
+        forgotten = await store.record(
             dataclasses.replace(commit, deliveries=[*commit.deliveries, *alerts], items=read.items)
         )
     except (OSError, StoreError) as exc:  # e.g. a full disk: nothing of this poll was kept

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -65,6 +66,13 @@ class AtomicJSONStorage(Storage):
     def __init__(self, path: str, required: Fields | None = None) -> None:
         self.path = Path(path)
         self.required = required
+        # A version may be written in the store's writer thread while a newer one is
+        # written here (`persist`): versions are numbered, and one never replaces a newer.
+        self._lock = threading.Lock()
+        self._issued = 0
+        self._written = 0
+        self.epoch = 0
+        self._failed: dict[int, int] = {}  # epoch → the first version that failed in it
 
     def read(self) -> dict[str, Any] | None:
         try:
@@ -93,18 +101,44 @@ class AtomicJSONStorage(Storage):
         return tables
 
     def write(self, data: dict[str, Any]) -> None:
-        try:
-            self._write(data)
-        except OSError as exc:  # a full disk, a read-only folder: one line, which file
-            raise StoreError(f"{self.path}: cannot write the state file: {exc}") from None
+        self.persist(encoded(data), *self.stamp())
 
-    def _write(self, data: dict[str, Any]) -> None:
+    def stamp(self) -> tuple[int, int]:
+        """The number of the next version to write, and the epoch it is made in."""
+        with self._lock:
+            self._issued += 1
+            return self._issued, self.epoch
+
+    def forget(self) -> None:
+        """The data in memory was let go of: versions made from it are of a past epoch."""
+        with self._lock:
+            self.epoch += 1
+
+    def persist(self, text: str, version: int, epoch: int) -> None:
+        """Write version `version` of the file (its data as `encoded`), unless a newer one
+        is written already (it holds this one's changes: each is made from the last).
+        Versions are counted in epochs: the data is read again from the file after a
+        failure (`TableFile.forget`), so a version made from data whose write failed, in
+        that epoch, fails too, and is never written."""
+        with self._lock:
+            failed = self._failed.get(epoch)
+            if failed is not None and version > failed:
+                raise StoreError(f"{self.path}: not written: an earlier write of it failed")
+            if version <= self._written:
+                return
+            try:
+                self._write(text)
+            except OSError as exc:  # a full disk, a read-only folder: one line, which file
+                self._failed[epoch] = min(version, failed or version)
+                raise StoreError(f"{self.path}: cannot write the state file: {exc}") from None
+            self._written = version
+
+    def _write(self, text: str) -> None:
         directory = self.path.parent
         fd, temp = tempfile.mkstemp(prefix=temp_prefix(self.path), dir=directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                # dumps, not dump: dump streams through the pure-Python encoder, 3x slower
-                handle.write(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+                handle.write(text)
                 handle.flush()
                 os.fsync(handle.fileno())
             _keep_previous(self.path)
@@ -121,6 +155,11 @@ class AtomicJSONStorage(Storage):
 
     def close(self) -> None:
         pass
+
+
+def encoded(data: dict[str, Any]) -> str:
+    # dumps, not dump: dump streams through the pure-Python encoder, 3x slower
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
 def check_shape(data: Any, path: Path, required: Fields | None) -> None:

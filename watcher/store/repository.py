@@ -7,18 +7,25 @@ deliveries. The main file (`<state>`) holds the schema version, the state of
 each destination and when each feed was last polled; a poll that finds nothing
 new changes no feed file, and those times are written in one go (`flush()`).
 
-Each change is one method, synchronous, that opens a change of one feed's file
-and writes it before it returns (`_changing`). So no `await` can come between a
-change and its write, two feeds' changes never share a write, and a change that
-raises, the write included, leaves nothing behind, on disk or in memory. A change
-opened inside another raises at once: the rule is checked, not assumed.
+Each change is one method that opens a change of one feed's file (`_changing`),
+synchronous, with no `await` inside; it is written before the method returns, or,
+for the two changes made for every feed that changed (`record`, a poll, and
+`delivered_async`), by the store's writer thread, which the method awaits before
+it acts on the change (queues the deliveries, takes the state, drops the delivery):
+the event loop goes on during the fsyncs. Two feeds' changes never share a write,
+a version of a file is never written over a newer one, and a change whose write
+fails leaves nothing behind, in memory either (nor is a version made from it
+written). A change opened inside another raises at once: the rule is checked,
+not assumed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -110,6 +117,7 @@ class Store:
         self._recent = {talk.key: talk for talk in recent}
         self._lazy_dirty = False
         self._changing_feed: str | None = None
+        self._writer_thread: ThreadPoolExecutor | None = None
         self._feeds: dict[str, TableFile] = {}
         self._outbox: dict[str, OutboxEntry] = {}
         self._states: dict[str, FeedState] = {}
@@ -153,6 +161,9 @@ class Store:
             note_holder(self._lock_handle, address)
 
     def close(self) -> None:
+        if self._writer_thread is not None:  # the writes handed to it are done first
+            self._writer_thread.shutdown(wait=True)
+            self._writer_thread = None
         self.flush()
         for file in (*self._feeds.values(), self.main):
             file.close()
@@ -181,8 +192,10 @@ class Store:
             file.release()
 
     @contextlib.contextmanager
-    def _changing(self, feed: str) -> Iterator[TableFile]:
-        """A change of one feed's file, written when the block ends; one at a time."""
+    def _changing(self, feed: str, handed: list[Future[None]] | None = None) -> Iterator[TableFile]:
+        """A change of one feed's file, written when the block ends; one at a time. With
+        `handed`, the write is handed to the writer thread and put in that list: the
+        caller awaits it (`_written`) before it acts on the change."""
         if self._changing_feed is not None:
             raise RuntimeError(
                 f"a change of feed {feed!r} inside one of {self._changing_feed!r}: each change"
@@ -191,12 +204,33 @@ class Store:
         file = self._feeds.get(feed) or TableFile(self.folder / feed_file_name(feed), FEED_FIELDS)
         self._changing_feed = feed
         try:
-            with file.change():
+            with file.change(self._writer() if handed is not None else None) as writes:
                 yield file
+            if handed is not None:
+                handed.extend(writes)
             self._feeds.setdefault(feed, file)
         finally:
             self._changing_feed = None
             file.release()
+
+    def _writer(self) -> ThreadPoolExecutor:
+        """The thread that writes feed files for `record` and `delivered_async`, in the
+        order they were changed."""
+        if self._writer_thread is None:
+            self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="state-writer")
+        return self._writer_thread
+
+    async def _written(self, feed: str, handed: list[Future[None]]) -> None:
+        """Wait for the writes handed to the writer thread; if one fails, the feed's data in
+        memory is let go of (the next read is its file's), and the error raised."""
+        for write in handed:
+            try:
+                await asyncio.shield(asyncio.wrap_future(write))
+            except StoreError:
+                file = self._feeds.get(feed)
+                if file is not None:
+                    file.forget()
+                raise
 
     # feeds
 
@@ -237,31 +271,61 @@ class Store:
         """Record a poll of a feed: one write of its file, or none if nothing in it changed
         (a poll that only says when it ran changes the main file, at the next flush).
         Returns how many seen talks were forgotten."""
-        feed = commit.state.name
         if self._only_activity(commit):
-            self._states[feed] = commit.state
-            self._activity[feed] = commit.state.activity_row()
-            self._lazy_dirty = True
-            return 0
-        with self._changing(feed) as file:
-            row = file.only_row("feed")
-            if row is None or not FeedState.from_rows(feed, row, {}).same_file_row(commit.state):
-                file.replace("feed", [commit.state.file_row()])
-            seen = [SeenTalk.from_row(row) for row in file.rows("seen")]
-            kept, forgotten = updated_seen(seen, commit)
-            if kept != seen:
-                file.replace("seen", [talk.to_row() for talk in kept])
-            talks_seen = len(kept)
-            if commit.items is not None:
-                rows = [known_item_row(key, talk) for key, talk in commit.items.items()]
-                if rows != file.rows("items"):
-                    file.replace("items", rows)
-            new = list({d.id: d for d in commit.deliveries if d.id not in self._outbox}.values())
-            queued = [OutboxEntry.queued(d, self._next_seq + n) for n, d in enumerate(new)]
-            if queued:
-                file["outbox"].insert_multiple([entry.to_row() for entry in queued])
+            return self._noted(commit)
+        with self._changing(commit.state.name) as file:
+            change = self._apply(file, commit)
+        return self._committed(commit, *change)
+
+    async def record(self, commit: FeedCommit) -> int:
+        """`commit`, the feed's file written in the writer thread while the event loop goes
+        on (its fsyncs took a few milliseconds of the loop, for every feed that changed).
+        What it changes is acted on only once it is written, as with `commit`."""
+        if self._only_activity(commit):
+            return self._noted(commit)
+        handed: list[Future[None]] = []
+        with self._changing(commit.state.name, handed) as file:
+            change = self._apply(file, commit)
+        await self._written(commit.state.name, handed)
+        return self._committed(commit, *change)
+
+    def _noted(self, commit: FeedCommit) -> int:
+        feed = commit.state.name
+        self._states[feed] = commit.state
+        self._activity[feed] = commit.state.activity_row()
+        self._lazy_dirty = True
+        return 0
+
+    def _apply(self, file: TableFile, commit: FeedCommit) -> tuple[list[OutboxEntry], int, int]:
+        """The commit's change of the feed's file, in memory: (the deliveries queued, how
+        many talks it has seen, how many seen talks were forgotten)."""
+        feed = commit.state.name
+        row = file.only_row("feed")
+        if row is None or not FeedState.from_rows(feed, row, {}).same_file_row(commit.state):
+            file.replace("feed", [commit.state.file_row()])
+        seen = [SeenTalk.from_row(row) for row in file.rows("seen")]
+        kept, forgotten = updated_seen(seen, commit)
+        if kept != seen:
+            file.replace("seen", [talk.to_row() for talk in kept])
+        talks_seen = len(kept)
+        if commit.items is not None:
+            rows = [known_item_row(key, talk) for key, talk in commit.items.items()]
+            if rows != file.rows("items"):
+                file.replace("items", rows)
+        new = list({d.id: d for d in commit.deliveries if d.id not in self._outbox}.values())
+        queued = [OutboxEntry.queued(d, self._next_seq + n) for n, d in enumerate(new)]
+        self._next_seq += len(queued)  # taken now: another change may come before the write
+        if queued:
+            file["outbox"].insert_multiple([entry.to_row() for entry in queued])
+        return queued, talks_seen, forgotten
+
+    def _committed(
+        self, commit: FeedCommit, queued: list[OutboxEntry], talks_seen: int, forgotten: int
+    ) -> int:
+        """The commit, written: its deliveries are queued in memory (for the delivery
+        loops), and its state is the feed's."""
+        feed = commit.state.name
         self._outbox.update((entry.id, entry) for entry in queued)
-        self._next_seq += len(queued)
         self._remember(queued)
         self._states[feed] = commit.state
         self._talks_seen[feed] = talks_seen
@@ -325,11 +389,19 @@ class Store:
         if entry is None:
             return
         with self._changing(entry.feed) as file:
-            file["outbox"].remove(Query().id == delivery_id)
-            if entry.alert is None:  # noted on the talk, in the same write
-                talk = Query()
-                file["seen"].update(delivered_to(entry.destination), talk.guid == entry.talk.guid)
+            _mark_delivered(file, entry)
         del self._outbox[delivery_id]
+
+    async def delivered_async(self, delivery_id: str) -> None:
+        """`delivered`, the feed's file written in the writer thread (see `record`)."""
+        entry = self._outbox.get(delivery_id)
+        if entry is None:
+            return
+        handed: list[Future[None]] = []
+        with self._changing(entry.feed, handed) as file:
+            _mark_delivered(file, entry)
+        await self._written(entry.feed, handed)
+        self._outbox.pop(delivery_id, None)
 
     def forget_queued(self, delivery_id: str) -> None:
         """Let go of a queued delivery in memory only: one that was sent but whose removal
@@ -409,3 +481,10 @@ class Store:
         """Note how a destination fares; written with `flush()`, like the poll times."""
         self._destinations[state.name] = state
         self._lazy_dirty = True
+
+
+def _mark_delivered(file: TableFile, entry: OutboxEntry) -> None:
+    file["outbox"].remove(Query().id == entry.id)
+    if entry.alert is None:  # noted on the talk, in the same write
+        talk = Query()
+        file["seen"].update(delivered_to(entry.destination), talk.guid == entry.talk.guid)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from concurrent.futures import Executor, Future
+from concurrent.futures import wait as futures_wait
 from pathlib import Path
 from typing import Any
 
@@ -13,20 +15,28 @@ from tinydb import TinyDB
 from tinydb.middlewares import Middleware
 from tinydb.table import Table
 
-from watcher.store.files import AtomicJSONStorage, Fields
+from watcher.store.files import AtomicJSONStorage, Fields, encoded
 
 
 class HoldingMiddleware(Middleware):
-    """Keeps the data in memory; writes through at once, or, while holding, once at the end."""
+    """Keeps the data in memory; writes through at once, or, while holding, once at the end
+    (or hands the write to a writer thread: `TableFile.change(writer)`)."""
+
+    storage: AtomicJSONStorage
 
     def __init__(self) -> None:
         super().__init__(AtomicJSONStorage)
         self.cache: dict[str, Any] | None = None
         self.dirty = False
         self.holding = False
+        self.pending: list[Future[None]] = []  # versions being written in a writer thread
 
     def read(self) -> dict[str, Any] | None:
         if self.cache is None:
+            # After a failed write (`forget`): the versions still being written go first,
+            # so that what is read holds each one that was written.
+            futures_wait(self.pending)
+            self.pending = []
             self.cache = self.storage.read()
         return self.cache
 
@@ -36,10 +46,24 @@ class HoldingMiddleware(Middleware):
         if not self.holding:
             self.flush()
 
-    def flush(self) -> None:
-        if self.dirty and self.cache is not None:
+    def flush(self, writer: Executor | None = None) -> Future[None] | None:
+        """Write the data if changed: here, or handed to `writer` (returns the write)."""
+        if not (self.dirty and self.cache is not None):
+            return None
+        if writer is None:
             self.storage.write(self.cache)
             self.dirty = False
+            return None
+        write = writer.submit(self.storage.persist, encoded(self.cache), *self.storage.stamp())
+        self.pending = [*(w for w in self.pending if not w.done()), write]
+        self.dirty = False
+        return write
+
+    def writing(self) -> bool:
+        """Whether a version of the data is still being written (then it is not let go:
+        the file is older than what is in memory)."""
+        self.pending = [write for write in self.pending if not write.done()]
+        return bool(self.pending)
 
     def close(self) -> None:
         self.flush()
@@ -75,16 +99,21 @@ class TableFile:
             self.tables[table].insert_multiple(rows)
 
     @contextlib.contextmanager
-    def change(self) -> Iterator[None]:
+    def change(self, writer: Executor | None = None) -> Iterator[list[Future[None]]]:
         """The changes made inside are written together when it ends; if it raises (the
-        write included), none of them is kept, in memory either."""
+        write included), none of them is kept, in memory either. With a `writer`, the
+        write is handed to it when the block ends, and put in the list the block gets:
+        the caller waits for it, and calls `forget()` if it fails."""
         if self.middleware.holding:
             raise RuntimeError(f"{self.path}: a change inside a change of the same file")
         self.middleware.holding = True
+        handed: list[Future[None]] = []
         try:
-            yield
+            yield handed
             self.middleware.holding = False
-            self.middleware.flush()
+            write = self.middleware.flush(writer)
+            if write is not None:
+                handed.append(write)
         except BaseException:
             self.forget()
             raise
@@ -92,14 +121,16 @@ class TableFile:
             self.middleware.holding = False
 
     def forget(self) -> None:
-        """Let go of the data in memory, written or not: the next read is the file's."""
+        """Let go of the data in memory, written or not: the next read is the file's. A
+        version made from this data and not yet written is not written (a new epoch)."""
         self.middleware.cache = None
         self.middleware.dirty = False
+        self.middleware.storage.forget()
         for table in self.tables.values():
             table.clear_cache()
 
     def release(self) -> None:
-        if not self.middleware.dirty:
+        if not self.middleware.dirty and not self.middleware.writing():
             self.middleware.cache = None
 
     def close(self) -> None:
