@@ -778,6 +778,9 @@ def run(args: argparse.Namespace, home: Path) -> bool:
             if phase == "changed":
                 for index in range(1, args.feeds + 1):
                     bench.writer.add_newer_talk(index, args.talks)
+            # The feeds were just written (241 MB by default): their write-back to disk
+            # would slow whichever runner comes first, the watcher, and its fsyncs most.
+            os.sync()
             runs = args.steady_runs if phase == "steady" else 1
             results.append(run_best_of(bench, phase, runs))
     print()
