@@ -1,5 +1,6 @@
 """`watcher poll` delivers while it polls: a talk goes out as soon as its feed is read,
-not after the slowest feed; and a destination that fails is tried once in a run."""
+not after the slowest feed; a destination that is down is not tried again in the run;
+one connection carries a destination's messages."""
 
 from __future__ import annotations
 
@@ -85,7 +86,7 @@ def test_a_talk_is_delivered_while_a_slower_feed_is_still_being_fetched(
     assert slow.released_by_event, "the slow feed was answered before the talk was delivered"
 
 
-def test_a_failing_destination_is_tried_once_in_a_run_however_long_the_polls_take(
+def test_a_destination_down_is_not_tried_again_in_the_run_however_long_the_polls_take(
     tmp_path, threaded_httpserver
 ):
     """Its two failures in a row say it is down; the talks queued after that, by a feed
@@ -170,3 +171,36 @@ url = "http://127.0.0.1:{server.server_address[1]}/hook"
         server.server_close()
     assert result.returncode == 0, result.stderr
     assert len(ports) == 3 and len(set(ports)) == 1, ports
+
+
+def test_a_message_accepted_with_an_answer_cut_short_is_sent_once(tmp_path, feed_host, raw_server):
+    """A 200 whose body ends before its Content-Length: accepted, so delivered, not tried
+    again (reading the answer is for the connection's sake only)."""
+    posts: list[bytes] = []
+
+    def accepted_then_cut(conn, stopped) -> None:
+        posts.append(b"POST")
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nok")
+
+    hook = raw_server(accepted_then_cut)
+    write(
+        tmp_path,
+        f"""
+[watcher]
+state = "state.json"
+
+[[feeds]]
+name = "talks"
+url = "{feed_host.url}"
+notify_existing = 1
+
+[[destinations]]
+name = "hook"
+type = "webhook"
+url = "{hook.url("/hook")}"
+""",
+    )
+    result = watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert len(posts) == 1, result.stderr
+    assert destination_status(tmp_path, "hook")["queued"] == 0

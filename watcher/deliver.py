@@ -126,15 +126,14 @@ class Deliverer:
         """Deliver while `work` runs (the polls of a `watcher poll`), and once more when it
         is done: each destination's queue is passed over at once, again whenever talks are
         queued for it (`kick`), and a last time at the end. A destination that is down
-        after a pass is not tried again in this run: a run tries a destination that does
-        not answer once, as one `drain()` after the polls did, and leaves its queue for the
-        next run."""
+        after a pass (it did not answer, or failed twice in a row) is not tried again in
+        this run, as with one `drain()` after the polls: its queue is left for the next."""
         finished = asyncio.Event()
         followers = [asyncio.create_task(self._follow(n, finished)) for n in self.notifiers]
         try:
             return await work
         except BaseException:
-            self._stopping = True  # interrupted: end after the delivery in hand
+            self._stopping = True  # the polls were interrupted: end after the delivery in hand
             raise
         finally:
             finished.set()
@@ -152,7 +151,14 @@ class Deliverer:
             await wake.wait()
             wake.clear()
             last = finished.is_set()
-            await self._drain_one(name)
+            try:
+                await self._drain_one(name)
+            except StoreError as exc:  # a full disk: said now; the run fails at its end
+                log.error("destination %s: cannot record a delivery: %s", name, exc)
+                raise
+            except Exception:
+                log.exception("destination %s: delivering failed", name)
+                raise
             if last or name in self._outages:
                 return
 
@@ -222,6 +228,8 @@ class Deliverer:
             # those failed since the last one accepted, in this pass or an earlier one: two
             # deliveries failing in a row say the destination is down, however they came
             failed = self._failing.setdefault(name, {})
+            for entry_id in [i for i in failed if (q := self.store.queued(i)) is None or q.dead]:
+                del failed[entry_id]  # delivered or dead-lettered since
             for entry in self.store.pending(name):
                 now = self.clock()
                 if self._stopping or self._down(name, now) or name not in self.notifiers:

@@ -27,7 +27,6 @@ more in a new pool, and if that is lost too, the poll fails as a transient error
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import multiprocessing
 import os
@@ -165,8 +164,7 @@ class Readers:
         try:
             pool = self._started(loop)
             while self._warming is not None and not self._warming.done():
-                with contextlib.suppress(Exception):  # the submit below says what went wrong
-                    await asyncio.shield(self._warming)
+                await asyncio.wait([self._warming])  # how it went, the submit below says
                 pool = self._started(loop)  # a new one, if that one was let go of meanwhile
             future = loop.run_in_executor(pool, read_for_poll, *arguments)
         except BrokenProcessPool:

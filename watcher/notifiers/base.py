@@ -14,6 +14,7 @@ Messages never carry the destination's URL: it is a secret for Slack.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from watcher.schema import Setting, duration, http_url, redact_url
 from watcher.talk import Talk
 
 RESPONSE_EXCERPT_BYTES = 200
+ANSWER_SECONDS = 2.0  # to read the answer to a message accepted, for its connection's sake
 
 
 ALERT_GUID_PREFIX = "alert:"
@@ -154,20 +156,23 @@ async def post_json(
     a transient failure (a service that says it in its body, not in `Retry-After`).
     """
     headers = {"Content-Type": "application/json", **(headers or {})}
+    excerpt = ""
     try:
         async with asyncio.timeout(timeout):
             request = client.build_request("POST", url, content=body, headers=headers)
             response = await client.send(request, stream=True, follow_redirects=False)
-            try:
-                excerpt = await _excerpt(response)  # read: a short answer keeps the connection
-                if response.is_success:
-                    return
-            finally:
-                await response.aclose()
+            if not response.is_success:
+                try:
+                    excerpt = await _excerpt(response)
+                finally:
+                    await response.aclose()
     except TimeoutError:
         raise UnreachableError(f"timed out after {timeout:g}s") from None
     except httpx.HTTPError as exc:
         raise UnreachableError(f"network error: {type(exc).__name__}") from None
+    if response.is_success:  # accepted: what follows is no failure of the delivery
+        await _read_answer(response)
+        return
     if response.is_redirect:
         location = redact_url(response.headers.get("location", ""))
         raise PermanentDeliveryError(
@@ -191,6 +196,20 @@ def status_error(
     if status in (408, 429) or status >= 500:
         return TransientDeliveryError(message, parse_retry_after(retry_after_header))
     return PermanentDeliveryError(message)
+
+
+async def _read_answer(response: httpx.Response) -> None:
+    """Read a short answer to its end, so that the connection is kept for the next message;
+    one that is long, slow or broken is let go of with its connection: the message was
+    accepted with the status, and is not sent again for what comes after it."""
+    try:
+        async with asyncio.timeout(ANSWER_SECONDS):
+            await _excerpt(response)
+    except (TimeoutError, httpx.HTTPError):
+        pass
+    finally:
+        with contextlib.suppress(httpx.HTTPError):
+            await response.aclose()
 
 
 async def _excerpt(response: httpx.Response) -> str:

@@ -68,7 +68,10 @@ class AtomicJSONStorage(Storage):
         self.required = required
         # A version may be written in the store's writer thread while a newer one is
         # written here (`persist`): versions are numbered, and one never replaces a newer.
+        # One lock for the numbers (taken by the event loop: never held during a write),
+        # one that lets one write at a time.
         self._lock = threading.Lock()
+        self._writing = threading.Lock()
         self._issued = 0
         self._written = 0
         self.epoch = 0
@@ -120,18 +123,24 @@ class AtomicJSONStorage(Storage):
         Versions are counted in epochs: the data is read again from the file after a
         failure (`TableFile.forget`), so a version made from data whose write failed, in
         that epoch, fails too, and is never written."""
-        with self._lock:
-            failed = self._failed.get(epoch)
-            if failed is not None and version > failed:
-                raise StoreError(f"{self.path}: not written: an earlier write of it failed")
-            if version <= self._written:
-                return
+        with self._writing:
+            with self._lock:
+                failed = self._failed.get(epoch)
+                if failed is not None and version > failed:
+                    raise StoreError(f"{self.path}: not written: an earlier write of it failed")
+                if version <= self._written:
+                    return
             try:
                 self._write(text)
-            except OSError as exc:  # a full disk, a read-only folder: one line, which file
-                self._failed[epoch] = min(version, failed or version)
+            except Exception as exc:
+                with self._lock:
+                    self._failed[epoch] = min(version, self._failed.get(epoch, version))
+                if not isinstance(exc, OSError):
+                    raise
+                # a full disk, a read-only folder: one line, which file
                 raise StoreError(f"{self.path}: cannot write the state file: {exc}") from None
-            self._written = version
+            with self._lock:
+                self._written = version
 
     def _write(self, text: str) -> None:
         directory = self.path.parent

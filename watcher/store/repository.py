@@ -223,14 +223,20 @@ class Store:
     async def _written(self, feed: str, handed: list[Future[None]]) -> None:
         """Wait for the writes handed to the writer thread; if one fails, the feed's data in
         memory is let go of (the next read is its file's), and the error raised."""
+        file = self._feeds.get(feed)
         for write in handed:
             try:
                 await asyncio.shield(asyncio.wrap_future(write))
-            except StoreError:
-                file = self._feeds.get(feed)
+            except asyncio.CancelledError:
+                # Stopped waiting (a shutdown): the write goes on. Should it fail, the
+                # versions made from it fail too, and the change after them forgets it.
+                raise
+            except BaseException:
                 if file is not None:
                     file.forget()
                 raise
+        if file is not None:
+            file.release()  # done with between polls: memory follows the feeds being polled
 
     # feeds
 

@@ -121,8 +121,9 @@ class TableFile:
             self.middleware.holding = False
 
     def forget(self) -> None:
-        """Let go of the data in memory, written or not: the next read is the file's. A
-        version made from this data and not yet written is not written (a new epoch)."""
+        """Let go of the data in memory, written or not: the next read is the file's (once
+        the versions being written are). Versions are numbered in a new epoch from now on:
+        one made in the old epoch after a write of it failed is not written."""
         self.middleware.cache = None
         self.middleware.dirty = False
         self.middleware.storage.forget()
