@@ -192,3 +192,24 @@ def test_failures_in_a_row_across_passes_say_the_destination_is_down(tmp_path, h
     rows = queued(store)
     assert rows["A-t1"].next_attempt == rows["B-t2"].next_attempt, "both wait for the probe"
     store.close()
+
+
+def test_a_talk_dead_lettered_since_it_failed_counts_no_more_as_a_failure_in_a_row(
+    tmp_path, httpserver
+):
+    """t1 fails, then is given up on (failing for a day); t2 failing once afterwards is
+    one failure, not the second in a row: the destination is not backed off, t3 is tried."""
+    receiver, clock, box = Receiver(httpserver), Clock(), []
+    store = Store(tmp_path / "state.json")
+    receiver.status = lambda guid: 500
+    queue(store, ("A", "t1"))
+    drain(store, receiver, clock, box)
+    clock.advance(25 * 3600)  # its retry is due, and it has failed for a day: given up
+    drain(store, receiver, clock, box)
+    assert store.queued("A-t1").dead
+    queue(store, ("B", "t2"))
+    drain(store, receiver, clock, box)
+    queue(store, ("C", "t3"))
+    drain(store, receiver, clock, box)
+    assert receiver.refused == ["t1", "t1", "t2", "t3"]
+    store.close()
