@@ -162,3 +162,25 @@ def test_closing_the_store_waits_for_the_writes_in_hand(tmp_path):
     threading.Timer(0.05, go_on.set).start()
     store.close()
     assert on_disk(tmp_path / "state.json") == ({"guid:t1"}, ["talks-t1"])
+
+
+def test_an_alert_queued_while_a_poll_is_written_keeps_the_polls_state(tmp_path):
+    """An alert for a feed (its state unchanged) queued while that feed's poll is being
+    written: the file keeps the poll's state, not the older one in memory meanwhile."""
+    store = Store(tmp_path / "state.json")
+    record(store, "talks", etag="first")
+    go_on = blocked_writer(store)
+
+    async def scenario() -> None:
+        writing = asyncio.create_task(store.record(poll_commit(store, "talks", "t1")))
+        await asyncio.sleep(0)
+        store.queue("talks", [delivery("talks", "alert", "alerts")])
+        go_on.set()
+        await writing
+
+    asyncio.run(scenario())
+    store.close()
+    reopened = Store(tmp_path / "state.json")
+    assert reopened.feed_state("talks").etag == "t1"
+    assert [e.id for e in reopened.pending("alerts")] == ["talks-alert"]
+    reopened.close()

@@ -319,11 +319,14 @@ class Store:
             if rows != file.rows("items"):
                 file.replace("items", rows)
         new = list({d.id: d for d in commit.deliveries if d.id not in self._outbox}.values())
+        return self._queue_in(file, new), talks_seen, forgotten
+
+    def _queue_in(self, file: TableFile, new: list[NewDelivery]) -> list[OutboxEntry]:
         queued = [OutboxEntry.queued(d, self._next_seq + n) for n, d in enumerate(new)]
         self._next_seq += len(queued)  # taken now: another change may come before the write
         if queued:
             file["outbox"].insert_multiple([entry.to_row() for entry in queued])
-        return queued, talks_seen, forgotten
+        return queued
 
     def _committed(
         self, commit: FeedCommit, queued: list[OutboxEntry], talks_seen: int, forgotten: int
@@ -377,7 +380,23 @@ class Store:
         """Queue deliveries in a feed's outbox, its state unchanged (an alert, say); returns
         those queued (one already queued, or dead-lettered, is left as it is)."""
         new = list({d.id: d for d in deliveries if d.id not in self._outbox}.values())
-        self.commit(FeedCommit(self.feed_state(feed), at="", deliveries=new))
+        if not new:
+            return new
+        state = self.feed_state(feed)
+        with self._changing(feed) as file:
+            if file.only_row("feed") is None:  # not polled yet: its file must name it
+                file.replace("feed", [state.file_row()])
+            # Nothing but the outbox: the state in memory may be older than the file's,
+            # a poll of this feed being written meanwhile (`record`).
+            queued = self._queue_in(file, new)
+            talks_seen = len(file["seen"])
+        self._outbox.update((entry.id, entry) for entry in queued)
+        self._remember(queued)
+        if feed not in self._states:
+            self._states[feed] = state
+            self._talks_seen[feed] = talks_seen
+            self._activity[feed] = state.activity_row()
+            self._lazy_dirty = True
         return new
 
     # deliveries
