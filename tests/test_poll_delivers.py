@@ -11,7 +11,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from werkzeug import Request, Response
 
-from tests.conftest import FeedHost, add_talk, destination_status, watcher_command
+from tests.conftest import (
+    FeedHost,
+    add_talk,
+    destination_status,
+    one_feed,
+    watcher_command,
+    webhook_table,
+)
 from tests.conftest import write_config as write
 
 NEW = ("NeWtAlK0001", "A new talk | Someone | Somewhere", "Wed, 10 Jun 2026 00:00:00 +0000")
@@ -148,22 +155,10 @@ def test_messages_to_a_destination_share_one_connection(tmp_path, feed_host):
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
         write(
             tmp_path,
-            f"""
-[watcher]
-state = "state.json"
-
-[[feeds]]
-name = "talks"
-url = "{feed_host.url}"
-notify_existing = 3
-
-[[destinations]]
-name = "hook"
-type = "webhook"
-url = "http://127.0.0.1:{server.server_address[1]}/hook"
-""",
+            one_feed(feed_host.url, webhook_table("hook", url), feed="notify_existing = 3"),
         )
         result = watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path)
     finally:
@@ -185,20 +180,9 @@ def test_a_message_accepted_with_an_answer_cut_short_is_sent_once(tmp_path, feed
     hook = raw_server(accepted_then_cut)
     write(
         tmp_path,
-        f"""
-[watcher]
-state = "state.json"
-
-[[feeds]]
-name = "talks"
-url = "{feed_host.url}"
-notify_existing = 1
-
-[[destinations]]
-name = "hook"
-type = "webhook"
-url = "{hook.url("/hook")}"
-""",
+        one_feed(
+            feed_host.url, webhook_table("hook", hook.url("/hook")), feed="notify_existing = 1"
+        ),
     )
     result = watcher_command("poll", "--config", "watcher.toml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
