@@ -508,6 +508,9 @@ SHAPES = {
     "mojibake in a watch?-query": one_item(
         f"<description>youtube.com/watch?t=\u00e2\u0080\u00a8&amp;v={V}</description>"
     ),
+    "a C1 character by a character reference": one_item(
+        f"<description>youtube.com/watch?t=1&#133;&amp;v={V}</description>"
+    ),
     # feedparser decodes base64 content: the link is in the decoded text only
     "base64 by mode": atom_content_of('mode="base64"', b64(f"youtu.be/{V}")),
     "base64 by type": atom_content_of('type="application/octet-stream"', b64(f"youtu.be/{V}")),
