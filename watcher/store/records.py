@@ -16,6 +16,7 @@ or by hand) is kept in `extra` and written back as it was.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,9 +34,15 @@ R = TypeVar("R")
 
 def _split(cls: type[Any], row: Mapping[str, Any]) -> tuple[Row, Row]:
     """A row's fields the record knows, and the others."""
-    names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+    names = _field_names(cls)
     known = {key: value for key, value in row.items() if key in names}
     return known, {key: value for key, value in row.items() if key not in names}
+
+
+@functools.cache
+def _field_names(cls: type[Any]) -> frozenset[str]:
+    """A record's fields but `extra` (asked for each row read: a feed's file has thousands)."""
+    return frozenset(f.name for f in dataclasses.fields(cls)) - {"extra"}
 
 
 def _row(record: Any, *, leave_out: tuple[str, ...] = ()) -> Row:

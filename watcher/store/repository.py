@@ -252,8 +252,14 @@ class Store:
         return dict(map(known_item, file.rows("items"))) if file else {}
 
     def seen_keys(self, feed: str) -> frozenset[str]:
-        """The keys of the talks the feed has seen (read from its file)."""
-        return frozenset(key for talk in self.seen_talks(feed) for key in talk.keys)
+        """The keys of the talks the feed has seen (read from its file; not made records:
+        each poll of a changed feed asks for them)."""
+        file = self._feeds.get(feed)
+        return (
+            frozenset(key for row in file.rows("seen") for key in row["keys"])
+            if file
+            else frozenset()
+        )
 
     def seen_talks(self, feed: str) -> list[SeenTalk]:
         file = self._feeds.get(feed)
