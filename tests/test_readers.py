@@ -167,6 +167,20 @@ def test_an_idle_watcher_lets_its_reader_processes_go():
             os.waitpid(pid, 0)  # already reaped: the worker is gone
 
 
+def test_a_read_after_close_starts_no_processes():
+    seen = seen_but_the_first(BIG)
+
+    async def scenario() -> Reading:
+        readers = Readers(process_bytes=0, workers=2)
+        await readers.read(BIG, seen, DEDUP, False, 0)
+        readers.close()
+        reading = await readers.read(BIG, seen, DEDUP, False, 0)
+        assert readers._pool is None, "a pool was started after close()"
+        return reading
+
+    assert asyncio.run(scenario()) == read_for_poll(BIG, seen, DEDUP, False, 0)
+
+
 def test_where_processes_cannot_start_documents_are_read_in_threads(monkeypatch, caplog):
     import multiprocessing
 

@@ -121,6 +121,7 @@ class Readers:
         self._deaths = 0  # pools lost in a row, with no document read in between
         self._reads = 0  # documents given to this pool
         self._warming: asyncio.Future[None] | None = None  # its first worker starting
+        self._closed = False  # then documents are read in threads: no pool is started
 
     async def read(
         self,
@@ -132,7 +133,8 @@ class Readers:
         known: Mapping[str, Talk] | None = None,
     ) -> Reading:
         arguments = (data, frozenset(seen_keys), dedup, baseline, notify_existing, known)
-        if self.workers < 2 or (len(data) < self.process_bytes and not self._reading):
+        small = len(data) < self.process_bytes and not self._reading
+        if self.workers < 2 or small or self._closed:
             self._reading += 1
             try:
                 return await asyncio.to_thread(read_for_poll, *arguments)
@@ -213,7 +215,9 @@ class Readers:
             pool.shutdown(wait=False)
 
     def close(self) -> None:
-        """Stop the worker processes (they finish the document in hand)."""
+        """Stop the worker processes (they finish the document in hand). A read after this
+        is done in a thread: a pool started then would outlive its watcher's shutdown."""
+        self._closed = True
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
