@@ -310,7 +310,7 @@ def _named(reports: list[dict], name: str | None) -> dict:
 
 
 class Daemon:
-    def __init__(self, cwd: Path, *args: str) -> None:
+    def __init__(self, cwd: Path, *args: str, new_session: bool = False) -> None:
         self.out = cwd / "daemon.out"
         self.err = cwd / "daemon.err"
         env = {k: v for k, v in os.environ.items() if k != "WATCHER_CONFIG"}
@@ -321,6 +321,7 @@ class Daemon:
                 stdout=out,
                 stderr=err,
                 env=env,
+                start_new_session=new_session,  # its own process group, to signal as a whole
             )
 
     @property

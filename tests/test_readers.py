@@ -261,6 +261,51 @@ def test_reader_processes_end_with_a_daemon_killed_with_sigkill(tmp_path, feed_h
     assert not [pid for pid in readers if running(pid)], "reader processes outlived the daemon"
 
 
+def fork_server_and_readers(processes: set[int]) -> set[int]:
+    """The fork server (the one of them with children) and the readers, its children."""
+    servers = {pid for pid in processes if descendants(pid)}
+    return servers | {pid for server in servers for pid in descendants(server)}
+
+
+def ignores_sigterm(pid: int) -> bool:
+    """From the process's mask of ignored signals, in /proc/PID/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+    return False
+
+
+def worker_started(daemon_pid: int) -> bool:
+    """Whether a reader process runs: a child of the fork server, the daemon's child."""
+    return any(descendants(child) for child in descendants(daemon_pid))
+
+
+def test_sigterm_to_the_whole_group_lets_the_read_in_hand_finish(tmp_path, feed_host, daemons):
+    """As systemd stops a service, or a terminal on Ctrl-C: every process of the group gets
+    the signal. A reader process ignores it and finishes the document in hand (here, 180
+    talks read in full); the watcher stops as on a SIGTERM of its own, and ends them."""
+    feed_host.set_body(replicated_seed(60))
+    config = one_feed(
+        feed_host.url, console_table(), watcher='interval = "1h"', feed="notify_existing = 180"
+    )
+    write_config(tmp_path, config)
+    daemon = daemons(tmp_path, "--verbose", "--config", "watcher.toml", new_session=True)
+    daemon.wait_for(lambda: worker_started(daemon.process.pid), "a reader process", timeout=30)
+    assert "first poll" not in daemon.stderr, "the read was over before the signal"
+    group = descendants(daemon.process.pid)
+    forked = fork_server_and_readers(group)
+    assert forked and all(map(ignores_sigterm, forked)), "a reader can be killed while starting"
+    os.killpg(daemon.process.pid, signal.SIGTERM)
+    assert daemon.process.wait(timeout=60) == 0, daemon.stderr
+    assert "180 talks recorded as seen, 180 announced" in daemon.stderr, daemon.stderr
+    assert "ERROR" not in daemon.stderr and "Traceback" not in daemon.stderr, daemon.stderr
+    assert daemon.stderr.rstrip().endswith("INFO stopped"), daemon.stderr
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(map(running, group)):
+        time.sleep(0.05)
+    assert not [pid for pid in group if running(pid)], "processes of the group outlived it"
+
+
 def test_documents_read_while_another_is_read_go_to_processes():
     small = seed_bytes()
 

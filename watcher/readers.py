@@ -234,7 +234,9 @@ class Readers:
             self._idle = None
         if self._pool is None:
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["watcher.readers", "watcher.skim"])
+            context.set_forkserver_preload(
+                ["watcher.reader_fork_server", "watcher.readers", "watcher.skim"]
+            )
             log.debug("reading large documents in %d worker processes", self.workers)
             self._reads = 0
             self._pool = ProcessPoolExecutor(
@@ -284,7 +286,9 @@ def _usable_cpus() -> int:
 
 def _start_worker(watcher: int) -> None:
     """Ignore Ctrl-C and SIGTERM (sent to the whole group, by a terminal or systemd: the
-    watcher stops its workers when it stops), and end with the watcher: a worker waits
+    watcher stops its workers when it stops; a worker forked by a fork server that
+    preloaded `watcher.reader_fork_server` ignores them from birth, this is for one whose
+    preload failed), and end with the watcher: a worker waits
     for its next document on a pipe it holds both ends of, and would outlive a watcher
     killed with SIGKILL, keeping the fork server alive with it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -16,7 +16,6 @@ or by hand) is kept in `extra` and written back as it was.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,10 +38,15 @@ def _split(cls: type[Any], row: Mapping[str, Any]) -> tuple[Row, Row]:
     return known, {key: value for key, value in row.items() if key not in names}
 
 
-@functools.cache
+_FIELD_NAMES: dict[type[Any], frozenset[str]] = {}
+
+
 def _field_names(cls: type[Any]) -> frozenset[str]:
     """A record's fields but `extra` (asked for each row read: a feed's file has thousands)."""
-    return frozenset(f.name for f in dataclasses.fields(cls)) - {"extra"}
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = frozenset(f.name for f in dataclasses.fields(cls)) - {"extra"}
+    return names
 
 
 def _row(record: Any, *, leave_out: tuple[str, ...] = ()) -> Row:
