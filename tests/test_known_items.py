@@ -190,6 +190,88 @@ def test_an_element_that_sets_what_follows_it_makes_every_item_read(leak):
     assert_known_read_as_unknown(moved, read_feed(plain).items)
 
 
+def talk_item(guid: str, title: str, inside: str = "", tag: str = "item") -> str:
+    return (
+        f"<{tag}><title>{title}</title><link>https://talks.example/{guid}/</link>"
+        f'<guid isPermaLink="false">{guid}</guid>{inside}</{tag}>'
+    )
+
+
+FAKE_ITEMS = "</item><item><title>Fake</title><guid>fake</guid></item><item>"
+# Markup a scan of the bytes must pass over as lxml does: each shape holds item "a", whose
+# title comes after the markup in question (an edit of it must change the item's key).
+SCANNED = {
+    "a CDATA section holding tags": f"<description><![CDATA[{FAKE_ITEMS}]]></description>",
+    "a comment holding tags": f"<!-- {FAKE_ITEMS} -->",
+    "a processing instruction holding tags": f"<?note {FAKE_ITEMS} ?>",
+    "a '/>' in an attribute value": "<category domain=\"a/>b\" label='c>d'>x</category>",
+    "white space in the tags": '<category\n  domain = "x" >y</category >',
+}
+
+
+@pytest.mark.parametrize("shape", list(SCANNED))
+def test_an_item_read_before_is_found_in_the_bytes_as_lxml_finds_it(shape):
+    """A known item is cut out of the document's bytes before lxml reads it: its bytes must
+    be the element's, wherever an `</item>` seems to stand. Knowing the last read, a new
+    document (a new item on top, and item a's title edited after the markup) reads as
+    one read knowing nothing, and the unchanged item b is not read again."""
+
+    def document(title: str, *more: str) -> bytes:
+        a = talk_item("a", "", SCANNED[shape]).replace("<title></title>", "", 1)
+        a = a.replace("</item>", f"<title>{title}</title></item>")
+        items = "".join([*more, a, talk_item("b", "Bee")])
+        channel = f"<channel><title>T</title>{items}</channel>"
+        return f'<?xml version="1.0"?><rss version="2.0">{channel}</rss>'.encode()
+
+    old = document("Ay")
+    known = read_feed(old).items
+    assert known and len(known) == 2
+    new = document("Ay, edited", talk_item("n", "New"))
+    read = assert_known_read_as_unknown(new, known)
+    assert [t.raw_title for t in read.identities] == ["New", "Ay, edited", "Bee"]
+    assert read.reused == 1, "item b was read again"
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        # RSS 1.0: items beside the channel, in a default namespace
+        '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"'
+        ' xmlns="http://purl.org/rss/1.0/"><channel rdf:about="x"><title>T</title></channel>'
+        "{items}</rdf:RDF>",
+        # RSS 1.0 with a prefix for its elements
+        '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"'
+        ' xmlns:rss="http://purl.org/rss/1.0/"><rss:channel rdf:about="x"><rss:title>T'
+        "</rss:title></rss:channel>{items}</rdf:RDF>",
+        # an empty item among them
+        '<rss version="2.0"><channel><title>T</title><item/>{items}</channel></rss>',
+        # Atom, entries in its namespace
+        '<feed xmlns="http://www.w3.org/2005/Atom"><title>T</title>{items}</feed>',
+    ],
+)
+def test_items_of_any_shape_read_before_are_not_read_again(document):
+    def entry(guid: str, title: str) -> str:
+        if "Atom" in document:
+            return f"<entry><id>{guid}</id><title>{title}</title></entry>"
+        if "rss:channel" in document:
+            link = f"<rss:link>https://talks.example/{guid}/</rss:link>"
+            return f'<rss:item rdf:about="{guid}"><rss:title>{title}</rss:title>{link}</rss:item>'
+        return talk_item(guid, title)
+
+    old = document.format(items=entry("a", "Ay") + entry("b", "Bee")).encode()
+    new = document.format(items=entry("n", "New") + entry("a", "Ay") + entry("b", "Bee")).encode()
+    known = read_feed(old).items
+    assert known
+    read = assert_known_read_as_unknown(new, known)
+    assert read.reused == len(known)
+
+
+def test_a_document_that_is_one_item_is_read_whole():
+    old = b'<entry xmlns="http://www.w3.org/2005/Atom"><id>a</id><title>Ay</title></entry>'
+    new = old.replace(b"Ay", b"Ay, edited")
+    assert_known_read_as_unknown(new, read_feed(old).items)
+
+
 EXAMPLES = int(os.environ.get("WATCHER_SKIM_EXAMPLES", "100"))
 
 

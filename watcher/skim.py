@@ -154,25 +154,38 @@ class _Document:
         cls, data: bytes, document: bytes, warnings: list[str], known: Mapping[str, Talk]
     ) -> _Document | None:
         """The light read, or None when only the full parse can be trusted with the document
-        (or, with `known` items, when the items read could not be read on their own)."""
-        try:
-            root = etree.fromstring(document, parser=_strict_parser())
-        except etree.LxmlError:
-            return None
+        (or, with `known` items, when the items read could not be read on their own).
+
+        Known items are found in the document's bytes (`_item_spans`) and emptied before
+        lxml reads it: what it parses is what surrounds the items, and the items not known
+        (parsing the whole of a 1.2 MB feed took two thirds of its read)."""
         prolog = _prolog(document)
         if prolog is None:
             return None
-        items = _items(root)
-        latin1 = _may_hold_latin1(document, root)
-        contents = [_stand_ins(item, latin1) for item in items]
-        reusable = not _leaks(root, items)  # else no item is keyed, known or kept
+        spans = _item_spans(document, len(prolog))
         context = _Context(prolog, warnings)
-        keys = [context.key(item) for item in items] if reusable else []
-        cached = {n: known[key] for n, key in enumerate(keys) if key in known}
-        for n in cached:
+        keys = [context.key(document, span) for span in spans] if spans is not None else None
+        cut = [n for n, key in enumerate(keys) if key in known] if keys and known else []
+        try:
+            root = etree.fromstring(_emptied(document, spans, cut), parser=_strict_parser())
+        except etree.LxmlError:
+            return None
+        items = _items(root)
+        if spans is not None and not _found_as_lxml_does(items, spans):
+            if cut:
+                return None
+            keys = None  # then no item is keyed, known or kept
+        reusable = keys is not None and not _leaks(root, items)
+        if cut and not reusable:
+            return None
+        gone = set(cut)
+        unread = [n for n in range(len(items)) if n not in gone]
+        latin1 = _may_hold_latin1(document, root)
+        contents = [{} if n in gone else _stand_ins(item, latin1) for n, item in enumerate(items)]
+        cached = {n: known[keys[n]] for n in cut} if keys is not None else {}
+        for n in cut:
             _drop(items[n])
         light = parsed_entries(data, prolog + etree.tostring(root, encoding="utf-8"), warnings)
-        unread = [n for n in range(len(items)) if n not in cached]
         if isinstance(light, str) or len(light.entries) != len(unread):
             return None
         troubled = len(light.warnings) > len(warnings)
@@ -180,13 +193,13 @@ class _Document:
             return None
         read, unreadable = read_entries(light.entries, identity_from_entry, unread)
         identities = sorted([*read, *cached.items()])
-        cut = unread[light.cut] if light.cut is not None else None
-        numbered, skipped = distinct_talks(identities, cut)
+        cut_at = unread[light.cut] if light.cut is not None else None
+        numbered, skipped = distinct_talks(identities, cut_at)
         return cls(
             dict(zip(unread, light.entries, strict=True)),
             contents,
             numbered,
-            {keys[n]: talk for n, talk in identities} if keys else {},
+            {keys[n]: talk for n, talk in identities} if keys is not None and reusable else {},
             light.warnings + sorted_warnings(unreadable + skipped),
             troubled,
             light.degraded,
@@ -221,34 +234,118 @@ class _Document:
 
 
 class _Context:
-    """The key of an item: a digest of what feedparser reads its identity from. Its light
-    copy's bytes (its contents' stand-ins hold all of them the identity is read from: the
-    light copy reads as the full parse, see the module), and all it is read in:
-    the prolog (a DOCTYPE, entities), what the encoding sniffing said, each ancestor's tag
-    and attributes (xml:base, xml:lang, the version), the namespaces in scope, and the
-    code that reads it (`READER_CODE`: any change of it is a new key for every item)."""
+    """The key of an item: a digest of its bytes and of all they are read in: the prolog
+    (a DOCTYPE), what the encoding sniffing said, the start tags of the elements it is in
+    as written (their namespaces, xml:base, xml:lang, the version), and the code that
+    reads it (`READER_CODE`: any change of it is a new key for every item). What stands
+    beside the items cannot change how one is read, unless it leaks (`_leaks`): then no
+    item is kept."""
 
     def __init__(self, prolog: bytes, warnings: list[str]) -> None:
-        self._head = hashlib.blake2b(READER_CODE + prolog, digest_size=16)
+        self._head = hashlib.sha256(READER_CODE + prolog)
         self._head.update(repr(warnings).encode())
-        self._parents: dict[etree._Element, hashlib.blake2b] = {}
 
-    def key(self, item: etree._Element) -> str:
-        parent = item.getparent()
-        digest = self._around(parent).copy() if parent is not None else self._head.copy()
-        digest.update(repr(list(item.nsmap.items())).encode())  # in order: prefixes can swap
-        digest.update(etree.tostring(item, with_tail=False))
-        return digest.hexdigest()
+    def key(self, document: bytes, span: _Span) -> str:
+        digest = self._head.copy()
+        digest.update(len(span.around).to_bytes(8, "big") + span.around)
+        digest.update(memoryview(document)[span.start : span.end])
+        return digest.hexdigest()[:32]
 
-    def _around(self, parent: etree._Element) -> hashlib.blake2b:
-        known = self._parents.get(parent)
-        if known is None:
-            known = self._head.copy()
-            for ancestor in [*reversed(list(parent.iterancestors())), parent]:
-                attributes = sorted(ancestor.attrib.items())
-                known.update(repr((str(ancestor.tag), attributes)).encode())
-            self._parents[parent] = known
-        return known
+
+@dataclass(frozen=True, slots=True)
+class _Span:
+    """Where an item stands in the document's bytes."""
+
+    start: int
+    end: int
+    name: bytes  # its tag as written (with a prefix, if any)
+    around: bytes  # the start tags of the elements it is in, as written
+
+
+_START_TAG = re.compile(rb"<([^\s/>!?]+)(?:\s+[^\s=/>]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*\s*(/?)>")
+_END_TAG = re.compile(rb"</([^\s>]+)\s*>")
+_SKIPPED = ((b"<!--", b"-->"), (b"<![CDATA[", b"]]>"), (b"<?", b"?>"))
+_ITEM_NAMES = (b"item", b"entry")
+
+
+def _item_spans(document: bytes, root_at: int) -> list[_Span] | None:
+    """The items as `_items` finds them (an element named item or entry, of any namespace,
+    not inside another), from the markup alone: comments, CDATA sections and processing
+    instructions are passed over whole; a tag ends at the first `>` outside its quoted
+    attribute values. In a well-formed document (lxml says whether it is) no other `<`
+    begins markup. None where the markup is not read so simply; an item that is the root
+    is not among them (it cannot be cut out). Each step finds the next `<`, or the end of
+    what it opens: one pass, whatever the document holds."""
+    spans: list[_Span] = []
+    open_tags: list[tuple[bytes, int, int]] = []  # each open element: name, its start tag
+    item: tuple[int, int, bytes, bytes] | None = None  # the open item: depth, start, name, around
+    at = root_at
+    while True:
+        at = document.find(b"<", at)
+        if at < 0:
+            return None
+        kind = document[at + 1 : at + 2]
+        if kind in (b"!", b"?"):
+            skipped = next((pair for pair in _SKIPPED if document.startswith(pair[0], at)), None)
+            if skipped is None:
+                return None
+            opening, closing = skipped
+            at = document.find(closing, at + len(opening))
+            if at < 0:
+                return None
+            at += len(closing)
+            continue
+        if kind == b"/":
+            end_tag = _END_TAG.match(document, at)
+            if end_tag is None:
+                return None
+            if not open_tags or open_tags[-1][0] != end_tag.group(1):
+                return None
+            open_tags.pop()
+            if item is not None and len(open_tags) == item[0]:
+                spans.append(_Span(item[1], end_tag.end(), item[2], item[3]))
+                item = None
+            if not open_tags:
+                return spans
+            at = end_tag.end()
+            continue
+        start_tag = _START_TAG.match(document, at)
+        if start_tag is None:
+            return None
+        name = start_tag.group(1)
+        if item is None and open_tags and name.rpartition(b":")[2] in _ITEM_NAMES:
+            around = b"".join(document[start:end] for _, start, end in open_tags)
+            if start_tag.group(2):
+                spans.append(_Span(at, start_tag.end(), name, around))
+            else:
+                item = (len(open_tags), at, name, around)
+        if not start_tag.group(2):
+            open_tags.append((name, at, start_tag.end()))
+        elif not open_tags:
+            return spans
+        at = start_tag.end()
+
+
+def _emptied(document: bytes, spans: list[_Span] | None, cut: list[int]) -> bytes:
+    """The document with each of these items emptied: its bytes become an empty element of
+    the same tag, which stands where it stood (for `_leaks`) and is dropped once read."""
+    if not cut or spans is None:
+        return document
+    pieces = []
+    at = 0
+    for n in cut:
+        pieces += [document[at : spans[n].start], b"<", spans[n].name, b"/>"]
+        at = spans[n].end
+    pieces.append(document[at:])
+    return b"".join(pieces)
+
+
+def _found_as_lxml_does(items: list[etree._Element], spans: list[_Span]) -> bool:
+    """Whether the items lxml found are the spans, in order (a check of the scan)."""
+    return len(spans) == len(items) and all(
+        etree.QName(item).localname.encode() == span.name.rpartition(b":")[2]
+        for item, span in zip(items, spans, strict=True)
+    )
 
 
 def _leaks(root: etree._Element, items: list[etree._Element]) -> bool:
