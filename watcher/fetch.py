@@ -27,6 +27,7 @@ import httpx
 from watcher import __version__
 from watcher.errors import WatcherError
 from watcher.httputil import parse_retry_after
+from watcher.transport import http_transport
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ def new_client(timeout: float) -> httpx.AsyncClient:
         timeout=httpx.Timeout(timeout),
         follow_redirects=True,
         max_redirects=MAX_REDIRECTS,
+        transport=http_transport(),
     )
 
 
