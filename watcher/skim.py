@@ -18,6 +18,10 @@ byte for byte (feedparser reads a DOCTYPE by where it stands). Where feedparser 
 the copy with its loose parser, which treats text differently, or a token is not
 where it should be, `talks()` takes the full parse.
 
+Items read before (`read_feed(data, known)`) are not read again: they are found in
+the document's bytes and emptied before lxml parses it, and their identities are the
+ones kept, by the key of their bytes in their context (`_Context`).
+
 `read_feed(data).identities` are `Talk`s whose `guid`, `url`, `video_id`,
 `published` and `raw_title` are those of the full parse; their other fields are
 not read. `talks(guids)` gives the full talks.
