@@ -190,6 +190,43 @@ def test_an_element_that_sets_what_follows_it_makes_every_item_read(leak):
     assert_known_read_as_unknown(moved, read_feed(plain).items)
 
 
+def linked_item(guid: str, title: str, more: str = "") -> str:
+    """An item whose link is relative: what base URI is in force decides its URL."""
+    link = f'<link>{guid}/</link><guid isPermaLink="false">{guid}</guid>'
+    return f"<item><title>{title}</title>{link}{more}</item>"
+
+
+ONE, TWO = linked_item("g1", "One"), linked_item("g2", "Two")
+MARKED_UP = linked_item("g2", "Two &lt;b&gt;bold&lt;/b&gt; &amp;amp; co")
+ATTLIST = '<!DOCTYPE rss [<!ATTLIST cat xml:base CDATA "https://other.example/x/">]>\n'
+SET_ELSEWHERE = {
+    # feedparser keeps an xml:base past the end of its element: here one around an item
+    # before the known one
+    "a base URI around some items only": (
+        f"<rss version='2.0'><channel><title>T</title>{TWO}</channel></rss>",
+        f"<rss version='2.0'><channel><title>T</title><group xml:base='https://g.example/'>"
+        f"{ONE}</group>{TWO}</channel></rss>",
+    ),
+    # a <feed> element sets the version feedparser reads the rest as, where none is set
+    "a feed element beside the items": (
+        f"<channel><title>T</title>{MARKED_UP}</channel>",
+        f"<channel><title>T</title><feed/>{MARKED_UP}</channel>",
+    ),
+    # expat gives <cat> the xml:base the DTD declares for it; lxml (and so the scan) not
+    "a base URI from the DTD's attribute defaults": (
+        f"{ATTLIST}<rss version='2.0'><channel><title>T</title>"
+        f"{linked_item('g1', 'One', '<cat>c</cat>')}{TWO}</channel></rss>",
+        f"{ATTLIST}<rss version='2.0'><channel><title>T</title>{TWO}</channel></rss>",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(SET_ELSEWHERE))
+def test_what_an_element_elsewhere_sets_makes_the_items_read_again(case):
+    before, after = (f'<?xml version="1.0"?>{text}'.encode() for text in SET_ELSEWHERE[case])
+    assert_known_read_as_unknown(after, read_feed(before).items)
+
+
 def talk_item(guid: str, title: str, inside: str = "", tag: str = "item") -> str:
     return (
         f"<{tag}><title>{title}</title><link>https://talks.example/{guid}/</link>"

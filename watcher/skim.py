@@ -166,7 +166,9 @@ class _Document:
         prolog = _prolog(document)
         if prolog is None:
             return None
-        spans = _item_spans(document, len(prolog))
+        # expat gives an element the attributes an <!ATTLIST> declares for it (an xml:base
+        # that leaks past it), lxml, reading as it does here, does not: no item is kept
+        spans = _item_spans(document, len(prolog)) if b"<!ATTLIST" not in prolog else None
         context = _Context(prolog, warnings)
         keys = [context.key(document, span) for span in spans] if spans is not None else None
         cut = [n for n, key in enumerate(keys) if key in known] if keys and known else []
@@ -354,16 +356,19 @@ def _found_as_lxml_does(items: list[etree._Element], spans: list[_Span]) -> bool
 
 def _leaks(root: etree._Element, items: list[etree._Element]) -> bool:
     """Whether an element may set what feedparser keeps in force after it, for the items
-    that follow: a namespace, a base URI or a language declared in an item, or beside
-    the items (feedparser takes any attribute named `base`, of any namespace or case, for
-    `xml:base`), or an `<rss>` element (which changes the version feedparser reads the
-    rest as). Then no item is read on its own (none is known): each is read with all
-    that comes before it. (On the items' ancestors they are part of each item's key.)"""
-    ancestors = {ancestor for item in items for ancestor in item.iterancestors()}
+    that follow: a namespace, a base URI or a language declared in an item, beside the
+    items, or on an element around some of them only (feedparser takes any attribute
+    named `base`, of any namespace or case, for `xml:base`, and keeps it past the
+    element's end), or an `<rss>` or `<feed>` element (which sets the version feedparser
+    reads the rest as). Then no item is read on its own (none is known): each is read with
+    all that comes before it. (On the elements around every item they are part of each
+    item's key.)"""
+    around = [set(item.iterancestors()) for item in items]
+    ancestors = set.intersection(*around) if around else set()
     for element in root.iter():
         if not isinstance(element.tag, str) or element in ancestors:
             continue
-        if etree.QName(element).localname.lower() == "rss":
+        if etree.QName(element).localname.lower() in ("rss", "feed"):
             return True
         for name in element.attrib:
             if etree.QName(name).localname.lower() in ("base", "lang"):
