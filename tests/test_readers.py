@@ -181,6 +181,22 @@ def test_a_read_after_close_starts_no_processes():
     assert asyncio.run(scenario()) == read_for_poll(BIG, seen, DEDUP, False, 0)
 
 
+def test_a_read_waiting_for_a_pool_closed_meanwhile_starts_no_other():
+    seen = seen_but_the_first(BIG)
+
+    async def scenario() -> Reading:
+        readers = Readers(process_bytes=0, workers=2)
+        read = asyncio.create_task(readers.read(BIG, seen, DEDUP, False, 0))
+        while readers._warming is None:  # the read has started the pool's first worker
+            await asyncio.sleep(0)
+        readers.close()
+        reading = await read
+        assert readers._pool is None, "a pool was started after close()"
+        return reading
+
+    assert asyncio.run(scenario()) == read_for_poll(BIG, seen, DEDUP, False, 0)
+
+
 def test_where_processes_cannot_start_documents_are_read_in_threads(monkeypatch, caplog):
     import multiprocessing
 

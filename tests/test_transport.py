@@ -1,6 +1,6 @@
 """The feeds' and destinations' HTTP transport (watcher/transport.py): httpx's, read in
-larger steps, with each connection's socket found once. It must read what httpx reads
-and keep httpx's judgement of a connection the server has closed."""
+larger steps, with each connection's socket found once. It must read what httpx reads,
+keep httpx's judgement of a connection the server has closed, and its proxies."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 import trustme
@@ -113,3 +114,39 @@ def test_a_certificate_not_trusted_is_a_tls_error(https_server, monkeypatch):
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     with pytest.raises(FetchError, match=r"TLS error: .*CERTIFICATE_VERIFY_FAILED"):
         fetched(url)
+
+
+class Proxy(BaseHTTPRequestHandler):
+    """An HTTP proxy that answers every request itself, with a feed, and records what
+    it was asked for (a proxy is asked for the whole URL)."""
+
+    asked: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        Proxy.asked.append(self.path)
+        body = b"<rss><channel><title>through the proxy</title></channel></rss>"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_proxy_the_environment_names_is_used(monkeypatch):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    proxy = f"http://127.0.0.1:{server.server_address[1]}"
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, proxy)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    Proxy.asked.clear()
+    try:
+        body = fetched("http://feeds.example.invalid/talks.xml")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert b"through the proxy" in body
+    assert Proxy.asked == ["http://feeds.example.invalid/talks.xml"]

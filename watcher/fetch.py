@@ -27,7 +27,7 @@ import httpx
 from watcher import __version__
 from watcher.errors import WatcherError
 from watcher.httputil import parse_retry_after
-from watcher.transport import http_transport
+from watcher.transport import with_known_sockets
 
 log = logging.getLogger(__name__)
 
@@ -114,13 +114,13 @@ def new_client(timeout: float) -> httpx.AsyncClient:
     """The client of feeds and destinations. Each read may take the whole `timeout` (a
     feed's total deadline is kept by `fetch`): a server that thinks for 15 s before it
     answers is slow, not down."""
-    return httpx.AsyncClient(
+    client = httpx.AsyncClient(
         headers={"User-Agent": USER_AGENT},
         timeout=httpx.Timeout(timeout),
         follow_redirects=True,
         max_redirects=MAX_REDIRECTS,
-        transport=http_transport(),
     )
+    return with_known_sockets(client)
 
 
 async def fetch(

@@ -160,13 +160,16 @@ class Readers:
         self, loop: asyncio.AbstractEventLoop, arguments: tuple[Any, ...]
     ) -> Reading | None:
         """The reading, by a worker; None if it was lost with one that died."""
-        if self.workers < 2:  # processes were given up on, meanwhile
+        if self.workers < 2 or self._closed:  # given up on, or closed, meanwhile
             result: Reading = await asyncio.to_thread(read_for_poll, *arguments)
             return result
         try:
             pool = self._started(loop)
             while self._warming is not None and not self._warming.done():
                 await asyncio.wait([self._warming])  # how it went, the submit below says
+                if self._closed:
+                    result = await asyncio.to_thread(read_for_poll, *arguments)
+                    return result
                 pool = self._started(loop)  # a new one, if that one was let go of meanwhile
             future = loop.run_in_executor(pool, read_for_poll, *arguments)
         except BrokenProcessPool:

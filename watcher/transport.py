@@ -12,7 +12,8 @@ what the watcher waits for. Two costs of httpcore over anyio were most of a fetc
 
 200 feeds of 1.2 MB, 16 at a time over loopback: 3.7 ms of CPU a feed, 2.4 ms with
 both (as fast as a stream on asyncio of our own). Connecting, TLS, timeouts and their
-errors stay anyio's.
+errors stay anyio's; requests through a proxy (`HTTP_PROXY` and the like) go as httpx
+sends them.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import httpcore
 import httpx
 
 READ_BYTES = 256 * 1024
-LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)  # httpx's defaults
 
 SocketOption = (
     tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
@@ -109,18 +109,14 @@ class KnownSocketBackend(httpcore.AsyncNetworkBackend):
         await self._backend.sleep(seconds)
 
 
-def http_transport() -> httpx.AsyncHTTPTransport:
-    """httpx's default transport (its TLS context from the environment, its limits), its
-    pool on `KnownSocketBackend`. httpx takes no backend: its pool is replaced, and left
-    as it is should a version of httpx keep it elsewhere."""
-    ssl_context = httpx.create_ssl_context()
-    transport = httpx.AsyncHTTPTransport(verify=ssl_context, limits=LIMITS)
-    if isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
-        transport._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=LIMITS.max_connections,
-            max_keepalive_connections=LIMITS.max_keepalive_connections,
-            keepalive_expiry=LIMITS.keepalive_expiry,
-            network_backend=KnownSocketBackend(),
-        )
-    return transport
+def with_known_sockets(client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """The client, the pool of its own transport on `KnownSocketBackend` (a proxy's, from
+    the environment, stays as httpx made it). httpx takes no backend: the pool's is set
+    before it makes its first connection, and left as it is should a version of httpx
+    keep it elsewhere."""
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    if type(pool) is httpcore.AsyncConnectionPool and isinstance(
+        getattr(pool, "_network_backend", None), httpcore.AsyncNetworkBackend
+    ):
+        pool._network_backend = KnownSocketBackend()
+    return client
