@@ -137,7 +137,7 @@ class Readers:
         if self.workers < 2 or small or self._closed:
             self._reading += 1
             try:
-                return await asyncio.to_thread(read_for_poll, *arguments)
+                return await _in_thread(arguments)
             finally:
                 self._reading -= 1
         loop = asyncio.get_running_loop()
@@ -161,15 +161,13 @@ class Readers:
     ) -> Reading | None:
         """The reading, by a worker; None if it was lost with one that died."""
         if self.workers < 2 or self._closed:  # given up on, or closed, meanwhile
-            result: Reading = await asyncio.to_thread(read_for_poll, *arguments)
-            return result
+            return await _in_thread(arguments)
         try:
             pool = self._started(loop)
             while self._warming is not None and not self._warming.done():
                 await asyncio.wait([self._warming])  # how it went, the submit below says
                 if self._closed:
-                    result = await asyncio.to_thread(read_for_poll, *arguments)
-                    return result
+                    return await _in_thread(arguments)
                 pool = self._started(loop)  # a new one, if that one was let go of meanwhile
             future = loop.run_in_executor(pool, read_for_poll, *arguments)
         except BrokenProcessPool:
@@ -178,8 +176,7 @@ class Readers:
         except (OSError, RuntimeError) as exc:  # no processes here (no /dev/shm, a limit)
             log.warning("cannot start reader processes (%s): documents are read in threads", exc)
             self.workers = 0
-            result = await asyncio.to_thread(read_for_poll, *arguments)
-            return result
+            return await _in_thread(arguments)
         self._reads += 1
         if self._reads >= self.tasks_per_pool:
             self._retire()
@@ -264,6 +261,11 @@ class Readers:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False)
+
+
+async def _in_thread(arguments: tuple[Any, ...]) -> Reading:
+    reading: Reading = await asyncio.to_thread(read_for_poll, *arguments)
+    return reading
 
 
 def _warm_up(pool: ProcessPoolExecutor) -> None:
