@@ -1,16 +1,21 @@
-"""The feeds' and destinations' HTTP transport (watcher/transport.py): httpx's, read in
-larger steps, with each connection's socket found once. It must read what httpx reads,
-keep httpx's judgement of a connection the server has closed, and its proxies."""
+"""The feeds' and destinations' HTTP transport (watcher/transport.py): h11 over asyncio,
+under httpx's client. It must read what httpx's own would, in large steps, keep its
+judgement of a connection (kept alive, closed by the server, left half read), give
+every connection slot back, never send a POST twice, and leave proxies to httpx."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
+import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
+import httpx
 import pytest
 import trustme
 
@@ -30,22 +35,21 @@ def fetched(url: str) -> bytes:
 
 @pytest.fixture
 def reads(monkeypatch) -> list[int]:
-    """The size of each read of the transport's streams."""
+    """The size of each read of the transport's connections."""
     sizes: list[int] = []
-    read = transport.KnownSocketStream.read
+    read = transport._read
 
-    async def counted(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        data = await read(self, max_bytes, timeout)
+    async def counted(connection, timeout, request) -> bytes:
+        data = await read(connection, timeout, request)
         sizes.append(len(data))
         return data
 
-    monkeypatch.setattr(transport.KnownSocketStream, "read", counted)
+    monkeypatch.setattr(transport, "_read", counted)
     return sizes
 
 
 def test_a_large_body_is_read_whole_in_a_few_steps(httpserver, reads):
-    """httpcore reads 64 KB at a time: 1.3 MB would take 20 reads, each through h11,
-    httpcore, httpx and anyio."""
+    """Each read passes through h11 and httpx: 1.3 MB in 64 KB steps would be 20."""
     httpserver.expect_request("/big.xml").respond_with_data(BIG, content_type="text/xml")
     assert fetched(httpserver.url_for("/big.xml")) == BIG
     assert reads, "the transport's streams were not used"
@@ -150,3 +154,225 @@ def test_a_proxy_the_environment_names_is_used(monkeypatch):
         server.server_close()
     assert b"through the proxy" in body
     assert Proxy.asked == ["http://feeds.example.invalid/talks.xml"]
+
+
+class KeepAliveServer:
+    """An HTTP/1.1 server on 127.0.0.1 that answers many requests on a connection, and
+    counts connections and requests. `hang_up_on` names requests (counted from 1, over
+    all connections) it reads and then closes their connection on, answering nothing."""
+
+    def __init__(self, body: bytes, hang_up_on: frozenset[int] = frozenset()) -> None:
+        self.answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        self.hang_up_on = hang_up_on
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.lock = threading.Lock()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}/feed.xml"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.connections += 1
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        pending = b""
+        with contextlib.suppress(OSError), conn:
+            while True:
+                while b"\r\n\r\n" not in pending:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    pending += data
+                head, pending = pending.split(b"\r\n\r\n", 1)
+                length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+                while length and len(pending) < int(length[1]):
+                    pending += conn.recv(65536)
+                pending = pending[int(length[1]) :] if length else pending
+                with self.lock:
+                    self.requests.append(head.split(b" ", 1)[0])
+                    number = len(self.requests)
+                if number in self.hang_up_on:
+                    return
+                conn.sendall(self.answer)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def keep_alive() -> Iterator[Callable[..., KeepAliveServer]]:
+    servers: list[KeepAliveServer] = []
+
+    def start(body: bytes = FEED, hang_up_on: frozenset[int] = frozenset()) -> KeepAliveServer:
+        servers.append(KeepAliveServer(body, hang_up_on))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+FEED = b"<rss><channel><title>t</title></channel></rss>"
+
+
+def fetched_each(url: str, times: int, max_bytes: int = 1_000_000) -> list[bytes | str]:
+    """Each fetch's body, or its error, all over one client."""
+
+    async def get() -> list[bytes | str]:
+        results: list[bytes | str] = []
+        async with new_client(10) as client:
+            for _ in range(times):
+                try:
+                    fetched = await fetch(client, url, max_bytes=max_bytes, deadline=10)
+                    results.append(fetched.body)
+                except FetchError as exc:
+                    results.append(str(exc))
+        return results
+
+    return asyncio.run(get())
+
+
+def test_one_connection_carries_every_request_to_a_server(keep_alive):
+    server = keep_alive()
+    assert fetched_each(server.url(), 3) == [FEED] * 3
+    assert (server.connections, len(server.requests)) == (1, 3)
+
+
+def test_an_answer_closed_unread_keeps_its_connection_when_all_of_it_came(keep_alive):
+    """A 304 is closed unread (as is any answer the client has no use for): its end has
+    come with its head, so the connection is still good for the next feed."""
+    server = keep_alive()
+    server.answer = b'HTTP/1.1 304 Not Modified\r\nETag: "1"\r\n\r\n'
+
+    async def three_conditional_gets() -> list[bool]:
+        async with new_client(10) as client:
+            return [
+                (
+                    await fetch(client, server.url(), etag='"1"', max_bytes=1000, deadline=10)
+                ).not_modified
+                for _ in range(3)
+            ]
+
+    assert asyncio.run(three_conditional_gets()) == [True] * 3
+    assert server.connections == 1
+
+
+def test_a_connection_idle_past_the_keep_alive_is_not_used_again(keep_alive, monkeypatch):
+    monkeypatch.setattr(transport, "KEEPALIVE_SECONDS", -1.0)
+    server = keep_alive()
+    assert fetched_each(server.url(), 2) == [FEED] * 2
+    assert server.connections == 2
+
+
+def test_a_body_given_up_on_is_no_answer_to_the_next_request(keep_alive):
+    """A feed over the cap is left unread: its connection must go, not be read on."""
+    big = b"<rss>" + b"x" * 2_000_000 + b"</rss>"
+    server = keep_alive(big)
+    results = fetched_each(server.url(), 2, max_bytes=1_000_000)
+    assert results == ["too large: 2000011 bytes, over the 1000000-byte cap"] * 2
+    assert server.connections == 2
+
+
+def test_a_get_on_a_connection_the_server_dropped_is_sent_again_on_a_new_one(keep_alive):
+    """The server took the second request on the kept connection and hung up without a
+    word (as a server does whose idle timeout fell just then): a GET changes nothing, so
+    it is sent once more on a new connection."""
+    server = keep_alive(hang_up_on=frozenset({2}))
+    assert fetched_each(server.url(), 2) == [FEED] * 2
+    assert (server.connections, server.requests) == (2, [b"GET"] * 3)
+
+
+def test_a_post_on_a_connection_the_server_dropped_is_not_sent_again(keep_alive):
+    """The server may have acted on a POST it did not answer: sending it again could
+    announce a talk twice. The send fails (and the delivery waits for its retry)."""
+    server = keep_alive(hang_up_on=frozenset({2}))
+
+    async def post_twice() -> list[int | str]:
+        results: list[int | str] = []
+        async with new_client(10) as client:
+            for _ in range(2):
+                try:
+                    results.append((await client.post(server.url(), content=b"{}")).status_code)
+                except httpx.HTTPError as exc:
+                    results.append(type(exc).__name__)
+        return results
+
+    assert asyncio.run(post_twice()) == [200, "RemoteProtocolError"]
+    assert server.requests == [b"POST", b"POST"]
+
+
+def test_a_server_that_answers_with_garbage_is_a_protocol_error(raw_server):
+    def garbage(conn, stopped) -> None:
+        conn.sendall(b"SPDY/9 what\r\n\r\n")
+
+    server = raw_server(garbage)
+    with pytest.raises(FetchError, match=r"network error: RemoteProtocolError"):
+        fetched(server.url())
+
+
+def test_a_body_cut_short_is_a_protocol_error_not_a_feed(raw_server):
+    def short(conn, stopped) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n<rss><channel>")
+
+    server = raw_server(short)
+    with pytest.raises(FetchError, match=r"network error: RemoteProtocolError"):
+        fetched(server.url())
+
+
+def test_every_way_an_exchange_ends_gives_its_connection_slot_back(keep_alive, raw_server):
+    """With one slot: a slot kept by any of these would leave the client waiting for good
+    (here, a PoolTimeout after a second) once enough feeds had failed."""
+    good, big = keep_alive(), keep_alive(b"x" * 1_000_000)
+    garbage = raw_server(lambda conn, stopped: conn.sendall(b"junk\r\n\r\n"))
+    short = raw_server(
+        lambda conn, stopped: conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n<rss>")
+    )
+    silent = raw_server(lambda conn, stopped: stopped.wait())
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        refused = f"http://127.0.0.1:{closed.getsockname()[1]}/"
+
+    async def run() -> bytes:
+        one_slot = transport.H11Transport(ssl.create_default_context, max_connections=1)
+        timeout = httpx.Timeout(5, pool=1)
+        async with httpx.AsyncClient(transport=one_slot, timeout=timeout) as client:
+            for url in (garbage.url(), short.url(), refused):
+                with contextlib.suppress(httpx.TransportError):
+                    await client.get(url)
+            async with client.stream("GET", big.url()):
+                pass
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(client.get(silent.url()), 0.2)
+            return (await client.get(good.url())).content
+
+    assert asyncio.run(run()) == FEED
+
+
+def test_a_post_after_the_server_closed_the_idle_connection_goes_on_a_new_one(raw_server):
+    """A POST is never sent twice, so a connection the server has closed must be seen to
+    be closed before a POST is sent on it, not after."""
+    closed = threading.Event()
+
+    def answer_and_close(conn, stopped) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        conn.close()
+        closed.set()
+
+    server = raw_server(answer_and_close)
+
+    async def post_twice() -> list[int]:
+        async with new_client(10) as client:
+            first = await client.post(server.url(), content=b"{}")
+            assert closed.wait(10), "the server did not close the connection"
+            second = await client.post(server.url(), content=b"{}")
+            return [first.status_code, second.status_code]
+
+    assert asyncio.run(post_twice()) == [200, 200]

@@ -20,14 +20,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
+from urllib.request import getproxies
 
 import httpx
 
 from watcher import __version__
 from watcher.errors import WatcherError
 from watcher.httputil import parse_retry_after
-from watcher.transport import with_known_sockets
+from watcher.transport import H11Transport
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +115,25 @@ def is_local(source: str) -> bool:
 def new_client(timeout: float) -> httpx.AsyncClient:
     """The client of feeds and destinations. Each read may take the whole `timeout` (a
     feed's total deadline is kept by `fetch`): a server that thinks for 15 s before it
-    answers is slow, not down."""
-    client = httpx.AsyncClient(
-        headers={"User-Agent": USER_AGENT},
-        timeout=httpx.Timeout(timeout),
-        follow_redirects=True,
-        max_redirects=MAX_REDIRECTS,
-    )
-    return with_known_sockets(client)
+    answers is slow, not down.
+
+    Its requests go through `watcher.transport`, unless the environment names a proxy
+    (`HTTP_PROXY`, `NO_PROXY` and the like, as httpx reads them): then through httpx's
+    own transports, which know proxies."""
+    settings: dict[str, Any] = {
+        "headers": {"User-Agent": USER_AGENT},
+        "timeout": httpx.Timeout(timeout),
+        "follow_redirects": True,
+        "max_redirects": MAX_REDIRECTS,
+    }
+    if getproxies():
+        return httpx.AsyncClient(**settings)
+    return httpx.AsyncClient(transport=H11Transport(_ssl_context), **settings)
+
+
+def _ssl_context() -> ssl.SSLContext:
+    """httpx's: certifi's authorities, or those `SSL_CERT_FILE` or `SSL_CERT_DIR` name."""
+    return httpx.create_ssl_context(trust_env=True)
 
 
 async def fetch(
