@@ -7,11 +7,14 @@ from __future__ import annotations
 import importlib
 import io
 import re
+import sys
 import time
+import types
 
 import feedparser
 import pytest
 
+from watcher.feed import parsed_entries
 from watcher.skim import _as_feedparser_keeps
 
 # (module, name, what the watcher uses it for)
@@ -25,6 +28,7 @@ INTERNALS = [
     ("feedparser.datetimes.rfc822", "_parse_date_rfc822", "dates: what it reads right"),
     ("feedparser.datetimes.rfc822", "timezone_names", "dates: the zones it knows"),
     ("feedparser.datetimes", "_date_handlers", "dates: its handler comes first"),
+    ("feedparser.api", "PREFERRED_XML_PARSERS", "feed: expat, never libxml2's driver"),
 ]
 
 
@@ -32,6 +36,19 @@ INTERNALS = [
 def test_the_feedparser_internals_the_watcher_uses_are_there(module, name, use):
     found = getattr(importlib.import_module(module), name, None)
     assert found is not None, f"feedparser moved {module}.{name}, used by {use}"
+
+
+def test_documents_are_read_with_expat_even_where_libxml2s_driver_is_installed(monkeypatch):
+    """feedparser would take libxml2's SAX driver if it were installed: not what the skim
+    is proven equivalent with; and where it is not, each parse searched the path for it."""
+    asked: list[str] = []
+    driver = types.ModuleType("drv_libxml2")
+    driver.create_parser = lambda: asked.append("drv_libxml2") or pytest.fail("libxml2's driver")
+    monkeypatch.setitem(sys.modules, "drv_libxml2", driver)
+    document = b"<rss><channel><item><guid>a</guid><title>A</title></item></channel></rss>"
+    read = parsed_entries(document, document, [])
+    assert not isinstance(read, str) and len(read.entries) == 1
+    assert asked == []
 
 
 def test_feedparser_is_the_minor_version_the_internals_were_read_from():

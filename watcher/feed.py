@@ -24,6 +24,11 @@ from watcher.identity import distinct_talks
 from watcher.talk import Talk
 from watcher.text import clean_text, describe
 
+# feedparser asks xml.sax for libxml2's driver first, which is seldom installed: each parse
+# then tried to import it (a search of every folder on the path, 0.1 ms) before taking
+# expat. Expat it is, always: it is what the skim is proven equivalent with.
+feedparser.api.PREFERRED_XML_PARSERS = []
+
 log = logging.getLogger(__name__)
 
 
