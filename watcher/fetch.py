@@ -8,6 +8,7 @@ the response body.
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import hashlib
 import itertools
@@ -356,6 +357,10 @@ def _connect_reason(exc: httpx.ConnectError) -> str:
         if isinstance(cause, ConnectionRefusedError):
             return "connection failed: refused"
     text = _first_line(exc)
+    # Python 3.11, every address of a name refused: "Multiple exceptions: [Errno 111] ..."
+    refusals = re.findall(r"\[Errno (\d+)\]", text)
+    if refusals and all(int(number) == errno.ECONNREFUSED for number in refusals):
+        return "connection failed: refused"
     if any(hint in text for hint in _DNS_HINTS):
         return f"DNS lookup failed: {text}"
     return f"connection failed: {text or type(exc).__name__}"

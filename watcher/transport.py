@@ -27,6 +27,7 @@ import contextlib
 import select
 import socket
 import ssl
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,7 @@ KEEPALIVE_SECONDS = 5.0
 MAX_CONNECTIONS = 100
 MAX_IDLE = 20
 RETRIED_METHODS = frozenset({b"GET", b"HEAD"})
+HAPPY_EYEBALLS_SECONDS = 0.25
 
 Origin = tuple[bytes, bytes, int]
 
@@ -72,14 +74,30 @@ class _Connection:
         return sock
 
     def still_open(self) -> bool:
-        """Nothing has come since its last answer: no end of stream, no stray bytes."""
-        return not (self.reader.at_eof() or self.writer.is_closing() or is_readable(self.socket))
+        """Nothing has come since its last answer: no end of stream, no stray bytes (in
+        the socket, or already in the stream's buffer: asyncio reads on while it is idle,
+        and bytes there would be read as the next answer)."""
+        return not (
+            self.reader.at_eof()
+            or getattr(self.reader, "_buffer", None)
+            or self.writer.is_closing()
+            or is_readable(self.socket)
+        )
 
     def ended_cleanly(self) -> bool:
-        return self.protocol.our_state is h11.DONE and self.protocol.their_state is h11.DONE
+        """The answer read to its end and nothing after it: a 304 or a HEAD with a body,
+        or a body longer than it said, leaves bytes that would be the next answer."""
+        protocol = self.protocol
+        return (
+            protocol.our_state is h11.DONE
+            and protocol.their_state is h11.DONE
+            and protocol.trailing_data == (b"", False)
+        )
 
     def close(self) -> None:
-        self.writer.close()
+        """At once: a TLS stream closed politely waits up to 30 s for the server's reply,
+        holding its socket, after every timeout or answer given up on."""
+        self.writer.transport.abort()
 
 
 class H11Transport(httpx.AsyncBaseTransport):
@@ -145,12 +163,14 @@ class H11Transport(httpx.AsyncBaseTransport):
     def _release(self, connection: _Connection) -> None:
         """The exchange is over, its answer read or given up on."""
         self._slots.release()
-        if connection.ended_cleanly() and len(self._idle) < self._max_idle:
-            connection.protocol.start_next_cycle()
-            connection.idle_since = asyncio.get_running_loop().time()
-            self._idle.append(connection)
-        else:
+        if not connection.ended_cleanly():
             connection.close()
+            return
+        connection.protocol.start_next_cycle()
+        connection.idle_since = asyncio.get_running_loop().time()
+        self._idle.append(connection)
+        if len(self._idle) > self._max_idle:
+            self._idle.pop(0).close()
 
     async def _connect(
         self, origin: Origin, timeout: float | None, request: httpx.Request
@@ -162,16 +182,23 @@ class H11Transport(httpx.AsyncBaseTransport):
                 self._ssl_context = self._make_ssl_context()
             tls = self._ssl_context
         name = host.decode("ascii")
+        # As anyio does for httpcore: the next address is tried after 0.25 s, not after
+        # the first has used the whole timeout (an IPv6 address that drops every packet).
         opening = asyncio.open_connection(
             name,
             port,
             ssl=tls,
             server_hostname=name if tls else None,
             limit=READ_BYTES,
+            happy_eyeballs_delay=HAPPY_EYEBALLS_SECONDS,
+            interleave=1,
+            **({"all_errors": True} if sys.version_info >= (3, 12) else {}),
         )
         try:
             reader, writer = await _within(timeout, opening, httpx.ConnectTimeout, request)
-        except OSError as exc:
+        except (OSError, ExceptionGroup) as exc:
+            # Python 3.11 says only "Multiple exceptions: ..." when every address failed;
+            # 3.12 gives them all, for `watcher.fetch` to find why.
             raise httpx.ConnectError(str(exc) or type(exc).__name__, request=request) from exc
         return _Connection(reader, writer, origin)
 
@@ -189,7 +216,13 @@ class H11Transport(httpx.AsyncBaseTransport):
         while True:
             event = _next_event(protocol, request)
             if event is h11.NEED_DATA:
-                data = await _read(connection, read_timeout, request)
+                try:
+                    data = await _read(connection, read_timeout, request)
+                except httpx.ReadError as exc:
+                    # A server that closed with our request unread resets the connection
+                    if may_retry and isinstance(exc.__cause__, ConnectionResetError):
+                        raise _Stale from exc
+                    raise
                 if not data and may_retry and protocol.their_state is h11.SEND_RESPONSE:
                     raise _Stale
                 protocol.receive_data(data)
