@@ -10,11 +10,14 @@ of CPU and 0.08 s; 200 feeds of 1.2 MB, 0.71 s and 0.32-0.38 s. httpx's client a
 either costs 0.02 s for 200 requests.
 
 What it keeps of httpcore's behaviour, and the tests hold it to (`tests/test_transport.py`):
-a connection is reused only while its exchange ended cleanly, within `KEEPALIVE_SECONDS`,
-and while the server has not closed it; a reused connection found closed before any byte
-of the answer came is replaced once for a GET or HEAD (never for a POST: the server may
-have acted on it); timeouts (connect, read, write, pool) and failures are httpx's
-exceptions, with the `OSError` or `ssl.SSLError` behind them as their cause.
+a connection is reused only while its exchange ended cleanly with nothing after the
+answer, within `KEEPALIVE_SECONDS`, and while the server has sent nothing since (nor
+closed it); a reused connection found closed or reset before any byte of the answer came
+is replaced once for a GET or HEAD (never for a POST: the server may have acted on it);
+the addresses of a name are tried as anyio tries them (the next after 0.25 s); a
+connection given up on is aborted, not closed politely; timeouts (connect, read, write,
+pool) and failures are httpx's exceptions, with the `OSError` or `ssl.SSLError` behind
+them as their cause.
 
 Not here: proxies (a client made while the environment names one is httpx's own, see
 `watcher.fetch.new_client`), HTTP/2, Unix sockets.
