@@ -225,18 +225,21 @@ def keep_alive() -> Iterator[Callable[..., KeepAliveServer]]:
 
 
 FEED = b"<rss><channel><title>t</title></channel></rss>"
+NOT_MODIFIED = "304"
 
 
-def fetched_each(url: str, times: int, max_bytes: int = 1_000_000) -> list[bytes | str]:
-    """Each fetch's body, or its error, all over one client."""
+def fetched_each(
+    url: str, times: int, max_bytes: int = 1_000_000, etag: str | None = None
+) -> list[bytes | str]:
+    """Each fetch's body (NOT_MODIFIED for a 304), or its error, all over one client."""
 
     async def get() -> list[bytes | str]:
         results: list[bytes | str] = []
         async with new_client(10) as client:
             for _ in range(times):
                 try:
-                    fetched = await fetch(client, url, max_bytes=max_bytes, deadline=10)
-                    results.append(fetched.body)
+                    fetched = await fetch(client, url, etag=etag, max_bytes=max_bytes, deadline=10)
+                    results.append(NOT_MODIFIED if fetched.not_modified else fetched.body)
                 except FetchError as exc:
                     results.append(str(exc))
         return results
@@ -255,17 +258,7 @@ def test_an_answer_closed_unread_keeps_its_connection_when_all_of_it_came(keep_a
     come with its head, so the connection is still good for the next feed."""
     server = keep_alive()
     server.answer = b'HTTP/1.1 304 Not Modified\r\nETag: "1"\r\n\r\n'
-
-    async def three_conditional_gets() -> list[bool]:
-        async with new_client(10) as client:
-            return [
-                (
-                    await fetch(client, server.url(), etag='"1"', max_bytes=1000, deadline=10)
-                ).not_modified
-                for _ in range(3)
-            ]
-
-    assert asyncio.run(three_conditional_gets()) == [True] * 3
+    assert fetched_each(server.url(), 3, etag='"1"') == [NOT_MODIFIED] * 3
     assert server.connections == 1
 
 
@@ -386,17 +379,7 @@ def test_bytes_after_an_answer_in_the_same_packet_are_no_next_answer(keep_alive)
     next answer, they would fail it, or worse, be it."""
     server = keep_alive()
     server.answer = b'HTTP/1.1 304 Not Modified\r\nETag: "1"\r\nContent-Length: 5\r\n\r\nhello'
-
-    async def two() -> list[bool]:
-        async with new_client(10) as client:
-            return [
-                (
-                    await fetch(client, server.url(), etag='"1"', max_bytes=1000, deadline=10)
-                ).not_modified
-                for _ in range(2)
-            ]
-
-    assert asyncio.run(two()) == [True, True]
+    assert fetched_each(server.url(), 2, etag='"1"') == [NOT_MODIFIED] * 2
     assert server.connections == 2
 
 
