@@ -393,3 +393,30 @@ def test_a_new_pool_starts_its_first_worker_off_the_event_loop(monkeypatch):
     assert reading.identities and not reading.lost
     assert len(submitted_from) == 2, "a warm-up, then the document"
     assert submitted_from[0] is not loop_thread
+
+
+@pytest.mark.skipif(not Path("/proc/sys/fs/pipe-max-size").exists(), reason="Linux only")
+def test_documents_go_to_the_workers_through_wide_pipes():
+    """A large feed through a 64 KB pipe took 20 writes, each a wait on the worker and a
+    hand-over of the GIL (a tenth of a poll of many large feeds): the pool's pipes are
+    widened to PIPE_BYTES, and the documents still arrive whole."""
+    import fcntl
+
+    from watcher.readers import PIPE_BYTES
+
+    async def read() -> tuple[Reading, list[int]]:
+        readers = Readers(process_bytes=0, workers=2)
+        try:
+            reading = await readers.read(BIG, frozenset(), DEDUP, True, 0)
+            pool = readers._pool
+            assert pool is not None
+            pipes = [pool._call_queue._writer, pool._result_queue._writer]  # type: ignore[attr-defined]
+            return reading, [fcntl.fcntl(p.fileno(), fcntl.F_GETPIPE_SZ) for p in pipes]
+        finally:
+            readers.close()
+
+    reading, sizes = asyncio.run(read())
+    assert reading == read_for_poll(BIG, frozenset(), DEDUP, True, 0)
+    allowed = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    widest = PIPE_BYTES if os.geteuid() == 0 else min(PIPE_BYTES, allowed)
+    assert sizes == [widest, widest]
