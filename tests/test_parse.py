@@ -202,6 +202,33 @@ def test_a_relative_slide_image_is_resolved_against_the_items_xml_base():
     assert talk.slides_present == 1 and talk.first_lines == ["Hello."]
 
 
+def test_the_thumbnail_is_the_first_slides_image_and_the_lines_its_words():
+    """A picture before the slides (the speaker's) is not the thumbnail while a slide has
+    one; in a slide's table, an image cell that is not a safe URL gives way to the next,
+    and the words are those of the cells without an image, slide after slide."""
+
+    def slide(number: int, *cells: str) -> str:
+        row = "".join(f"<td>{cell}</td>" for cell in cells)
+        return f"<h2>Slide {number} — 0:0{number}</h2><table><tr>{row}</tr></table>"
+
+    site = "https://talks.example"
+    content = (
+        f'<p><img src="{site}/speaker.jpg"></p>'
+        + slide(1, '<img src="javascript:alert(1)">', f'<img src="{site}/s1.png">', "First words.")
+        + slide(2, f'<img src="{site}/s2.png"> (a picture)', "Second words.")
+        + slide(3, "Third words, no image.")
+    )
+    document = (
+        '<rss version="2.0"><channel><title>t</title><link>https://talks.example/</link>'
+        "<item><title>T | S</title><guid>g</guid><link>https://talks.example/t/</link>"
+        f"<description><![CDATA[{content}]]></description></item></channel></rss>"
+    ).encode()
+    [talk] = parse_feed(document).talks
+    assert talk.thumbnail == "https://talks.example/s1.png"
+    assert talk.first_lines == ["First words.", "Second words.", "Third words, no image."]
+    assert (talk.slides_present, talk.duration) == (3, 3)
+
+
 def _utf8_documents():
     fixtures = sorted((FIXTURES / "feeds").glob("*.*")) + sorted((FIXTURES / "hostile").glob("*"))
     return [path.read_bytes() for path in fixtures if not path.name.endswith(".json")]

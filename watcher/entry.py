@@ -9,7 +9,7 @@ import hashlib
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
-from itertools import islice
+from itertools import chain, islice
 from typing import Any
 
 import lxml.html
@@ -42,9 +42,35 @@ _MARKUP = re.compile(r"<[A-Za-z/!?]")
 
 @dataclass(frozen=True)
 class Slide:
+    """A slide's time, and its table, read only as far as asked: a talk needs the time of
+    every slide, but the image of the first and the words of the first few (resolving
+    every slide's image and reading every transcript was half of reading a talk)."""
+
     seconds: int
-    image: str | None
-    transcript: str  # as in the page: clean_text() it before use
+    table: lxml.html.HtmlElement | None
+    base: str
+
+    @property
+    def image(self) -> str | None:
+        """The first image of the slide's table, made absolute, if it is a safe URL."""
+        if self.table is None:
+            return None
+        for cell in _own_cells(self.table):
+            img = next(cell.iter("img"), None)
+            if img is not None and (url := resolve_url(self.base, img.get("src"))):
+                return url
+        return None
+
+    @property
+    def transcript(self) -> str:
+        """The text of the table's cells that hold no image, as in the page: `shorten()` it
+        before use."""
+        if self.table is None:
+            return ""
+        cells = _own_cells(self.table)
+        return " ".join(
+            cell.text_content() for cell in cells if next(cell.iter("img"), None) is None
+        )
 
 
 def talk_from_entry(entry: Mapping[str, Any]) -> Talk:
@@ -94,11 +120,13 @@ def _thumbnail(
 ) -> str | None:
     """The first slide's image, else the entry's `media:thumbnail` or image `media:content`,
     else the first `<img>` of the content, else an image enclosure or `itunes:image`."""
-    candidates: list[object] = [s.image for s in slides]
-    candidates += entry_pictures(entry)
-    if root is not None:
-        candidates += [resolve_url(base, img.get("src")) for img in islice(root.iter("img"), 8)]
-    candidates += enclosure_pictures(entry)
+    content = islice(root.iter("img"), 8) if root is not None else ()
+    candidates = chain(
+        (slide.image for slide in slides),
+        entry_pictures(entry),
+        (resolve_url(base, img.get("src")) for img in content),
+        enclosure_pictures(entry),
+    )
     return next((url for value in candidates if (url := safe_url(value))), None)
 
 
@@ -225,21 +253,8 @@ def _slides(root: lxml.html.HtmlElement, base: str) -> list[Slide]:
                 table = None
                 break
             table = table.getnext()
-        image, transcript = _slide_table(table, base) if table is not None else (None, "")
-        slides.append(Slide(parse_timestamp(match.group(2)), image, transcript))
+        slides.append(Slide(parse_timestamp(match.group(2)), table, base))
     return slides
-
-
-def _slide_table(table: lxml.html.HtmlElement, base: str) -> tuple[str | None, str]:
-    image = None
-    texts = []
-    for cell in _own_cells(table):
-        img = next(cell.iter("img"), None)
-        if img is not None:
-            image = image or resolve_url(base, img.get("src"))
-        else:
-            texts.append(cell.text_content())
-    return image, " ".join(texts)  # cleaned by shorten(), for the few slides it is needed
 
 
 def _own_cells(table: lxml.html.HtmlElement) -> list[lxml.html.HtmlElement]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import MISSING, asdict, dataclass, field
+from dataclasses import MISSING, dataclass, field
 from typing import Any
 
 _TITLE_SEPARATOR = re.compile(r"(?:^|(?<=\s))\|(?=\s|$)")
@@ -35,7 +35,11 @@ class Talk:
     first_lines: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As `dataclasses.asdict`, which copies every value through a recursion that took a
+        tenth of a millisecond a talk: the fields are strings, numbers and a list of them."""
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        values["first_lines"] = list(self.first_lines)
+        return values
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Talk:

@@ -91,7 +91,10 @@ class TableFile:
         return dict(row) if isinstance(row, dict) else None
 
     def rows(self, table: str) -> list[dict[str, Any]]:
-        return [dict(row) for row in self.tables[table].all()]
+        """The table's rows, as copies, in the order they were inserted; read from the data
+        in memory, not through TinyDB's `all()`, which copied each row twice."""
+        data = self.middleware.read() or {}
+        return [dict(row) for row in data.get(table, {}).values()]
 
     def replace(self, table: str, rows: list[dict[str, Any]]) -> None:
         self.tables[table].truncate()
