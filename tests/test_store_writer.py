@@ -184,3 +184,51 @@ def test_an_alert_queued_while_a_poll_is_written_keeps_the_polls_state(tmp_path)
     assert reopened.feed_state("talks").etag == "t1"
     assert [e.id for e in reopened.pending("alerts")] == ["talks-alert"]
     reopened.close()
+
+
+def test_the_next_delivery_is_sent_while_the_last_ones_write_waits(tmp_path, httpserver):
+    """A delivery sent is written off its queue in the writer thread while the next one is
+    sent: waiting for each write before the next send held a destination to one delivery
+    per write while a poll's writes filled the writer's queue. The pass ends once all are
+    written, and both are off the queue, on disk too."""
+    from tests.conftest import Recorder
+    from tests.store_helpers import queue
+    from watcher.clock import utcnow
+    from watcher.config import DeliveryPolicy
+    from watcher.deliver import Deliverer
+    from watcher.fetch import new_client
+    from watcher.notifiers.webhook import WebhookNotifier
+
+    hook = Recorder(httpserver, "/hook")
+    store = Store(tmp_path / "state.json")
+    queue(store, ("talks", "t1"), ("talks", "t2"))
+    go_on = blocked_writer(store)
+
+    async def scenario() -> tuple[int, bool]:
+        async with new_client(5) as client:
+            notifier = WebhookNotifier("hook", {"url": hook.url, "timeout": 5.0, "secret": None})
+            deliverer = Deliverer(
+                store, {"hook": notifier}, {"hook": DeliveryPolicy()}, client, utcnow
+            )
+            draining = asyncio.create_task(deliverer.drain())
+            try:
+                async with asyncio.timeout(5):
+                    while len(hook.received) < 2 and not draining.done():
+                        await asyncio.sleep(0.01)
+            except TimeoutError:
+                pass  # the second was not sent: said below
+            finally:
+                sent_while_blocked = len(hook.received)
+                ended_before_written = draining.done()
+                go_on.set()
+            result = await draining
+            assert result.sent == 2
+            return sent_while_blocked, ended_before_written
+
+    sent_while_blocked, ended_before_written = asyncio.run(scenario())
+    assert sent_while_blocked == 2, "the second waited for the first one's write"
+    assert not ended_before_written, "the pass ended before its writes were done"
+    assert [t["talk"]["guid"] for t in hook.received] == ["t1", "t2"]
+    assert store.pending("hook") == []
+    store.close()
+    assert on_disk(tmp_path / "state.json") == (set(), [])
