@@ -66,6 +66,7 @@ T = TypeVar("T")
 
 IDLE_WAKE = 60.0
 FAILED_PASS_WAIT = 5.0  # after a pass that failed (a full disk, a bug): not a busy loop
+MARKS_IN_FLIGHT = 4  # a destination's deliveries sent and still being written (`_marked`)
 
 
 class Deliverer:
@@ -424,35 +425,46 @@ class Deliverer:
                 return Attempt(Outcome.DOWN if unreachable else Outcome.RETRY, retry_after, error)
             result.dead += 1
             return Attempt(Outcome.GAVE_UP, error=error)
-        self._marked(name, entry.id)
+        await self._marked(name, entry.id)
         self.ledger.note(name, last_success=iso(self.clock()))
         log.info("%s: delivered", context)
         result.sent += 1
         return Attempt(Outcome.SENT)
 
-    def _marked(self, name: str, entry_id: str) -> None:
+    async def _marked(self, name: str, entry_id: str) -> None:
         """Take a delivery that was sent off the queue: its write (`Store.delivered_async`,
         in the store's writer thread) goes on while the next delivery is sent, and the pass
         waits for it at its end (`_marks_written`). Waiting for each before sending the
         next held a destination to one delivery per write while polls filled the writer's
-        queue: 30 ms a delivery, where the send took 20."""
-        mark = asyncio.ensure_future(self.store.delivered_async(entry_id))
-        self._marking.setdefault(name, []).append((entry_id, mark))
+        queue: 30 ms a delivery, where the send took 20. At most `MARKS_IN_FLIGHT` are
+        being written at once: after a crash, only those (and the one being sent) can
+        arrive twice."""
+        marks = self._marking.setdefault(name, [])
+        marks.append((entry_id, asyncio.ensure_future(self.store.delivered_async(entry_id))))
+        while len(marks) > MARKS_IN_FLIGHT:
+            await self._mark_written(*marks.pop(0))
 
     async def _marks_written(self, name: str) -> None:
-        """Wait for the writes of the deliveries sent in this pass. One that failed (a full
-        disk) is let go of in memory: sent, but not recorded, it is not sent again by this
-        process (at most once more, after a restart, with the same id for the receiver to
-        drop); the first such error is raised once all are done."""
+        """Wait for the writes of the deliveries sent in this pass; the first that failed
+        is raised once all are done."""
         failure: StoreError | None = None
         for entry_id, mark in self._marking.pop(name, []):
             try:
-                await asyncio.shield(mark)  # a pass stopped by a shutdown: the write goes on
+                await self._mark_written(entry_id, mark)
             except StoreError as exc:
-                self.store.forget_queued(entry_id)
                 failure = failure or exc
         if failure is not None:
             raise failure
+
+    async def _mark_written(self, entry_id: str, mark: asyncio.Future[None]) -> None:
+        """Wait for a delivery's write. One that failed (a full disk) is let go of in
+        memory: sent, but not recorded, it is not sent again by this process (at most once
+        more, after a restart, with the same id for the receiver to drop)."""
+        try:
+            await asyncio.shield(mark)  # a pass stopped by a shutdown: the write goes on
+        except StoreError:
+            self.store.forget_queued(entry_id)
+            raise
 
 
 _SAID = {  # for events
