@@ -57,6 +57,57 @@ def test_a_delivery_sent_but_not_recorded_is_not_sent_again_by_the_process(
     reopened.close()
 
 
+def test_deliveries_sent_while_the_disk_is_full_are_each_sent_once(
+    tmp_path, httpserver, monkeypatch
+):
+    """Several deliveries' writes in flight when the disk fills: the pass stops sending
+    once one has failed, says so (the error is raised), and none of those sent is sent
+    again by the process; no write is left unawaited, nor its error unread."""
+    hook = Recorder(httpserver, "/hook")
+    store = Store(tmp_path / "state.json")
+    guids = [f"t{n}" for n in range(8)]
+    queue(store, *(("talks", guid) for guid in guids))
+
+    def full_disk(self, data):
+        raise OSError(28, "No space left on device")
+
+    async def drains() -> tuple[list[str], list[dict]]:
+        unread: list[dict] = []
+        asyncio.get_running_loop().set_exception_handler(
+            lambda loop, context: unread.append(context)
+        )
+        outcomes = []
+        async with new_client(5) as client:
+            notifier = WebhookNotifier("hook", {"url": hook.url, "timeout": 5.0, "secret": None})
+            policy = {"hook": DeliveryPolicy()}
+            deliverer = Deliverer(store, {"hook": notifier}, policy, client, utcnow)
+            for _ in range(len(guids) + 1):
+                if not store.pending("hook"):
+                    break
+                try:
+                    await deliverer.drain()
+                    outcomes.append("ok")
+                except StoreError as exc:
+                    outcomes.append(str(exc))
+                assert not deliverer._marking.get("hook"), "writes left in hand after a pass"
+        return outcomes, unread
+
+    monkeypatch.setattr(AtomicJSONStorage, "_write", full_disk)
+    outcomes, unread = asyncio.run(drains())
+    import gc
+
+    gc.collect()
+    assert outcomes and all("No space left on device" in outcome for outcome in outcomes)
+    assert len(outcomes) > 1, "a pass went on sending after a write had failed"
+    assert sorted(t["talk"]["guid"] for t in hook.received) == guids, "each sent once"
+    assert unread == []
+    monkeypatch.undo()
+    store.close()
+    reopened = Store(tmp_path / "state.json")
+    assert [entry.id for entry in reopened.pending("hook")] == [f"talks-{g}" for g in guids]
+    reopened.close()
+
+
 def test_a_pid_left_in_a_lock_file_is_no_daemon(tmp_path):
     state = tmp_path / "state.json"
     Store(state).close()

@@ -229,7 +229,7 @@ class Deliverer:
             try:
                 await self._pass(name, result)
             except BaseException:  # what stopped the pass is what is raised
-                with contextlib.suppress(StoreError):
+                with contextlib.suppress(Exception):
                     await self._marks_written(name)
                 raise
             await self._marks_written(name)
@@ -247,10 +247,13 @@ class Deliverer:
             now = self.clock()
             if self._stopping or self._down(name, now) or name not in self.notifiers:
                 break  # stopping, down, or removed by a reload
+            if self._a_write_failed(name):
+                break  # a full disk: said at the end of the pass, as the first failed write
             if ((due := self._due(name, entry)) and due > now) or self._in_digest(name, entry):
                 continue
             attempt = await self._attempt(name, entry, result)
             self._tell(name, entry, attempt)
+            await self._within_bound(name)
             outcome, retry_after = attempt.outcome, attempt.retry_after
             if outcome in (Outcome.SENT, Outcome.DEAD):  # it answered: it is up
                 self._recovered(name)
@@ -425,46 +428,60 @@ class Deliverer:
                 return Attempt(Outcome.DOWN if unreachable else Outcome.RETRY, retry_after, error)
             result.dead += 1
             return Attempt(Outcome.GAVE_UP, error=error)
-        await self._marked(name, entry.id)
+        self._marked(name, entry.id)
         self.ledger.note(name, last_success=iso(self.clock()))
         log.info("%s: delivered", context)
         result.sent += 1
         return Attempt(Outcome.SENT)
 
-    async def _marked(self, name: str, entry_id: str) -> None:
+    def _marked(self, name: str, entry_id: str) -> None:
         """Take a delivery that was sent off the queue: its write (`Store.delivered_async`,
         in the store's writer thread) goes on while the next delivery is sent, and the pass
         waits for it at its end (`_marks_written`). Waiting for each before sending the
         next held a destination to one delivery per write while polls filled the writer's
         queue: 30 ms a delivery, where the send took 20. At most `MARKS_IN_FLIGHT` are
-        being written at once: after a crash, only those (and the one being sent) can
-        arrive twice."""
-        marks = self._marking.setdefault(name, [])
-        marks.append((entry_id, asyncio.ensure_future(self.store.delivered_async(entry_id))))
-        while len(marks) > MARKS_IN_FLIGHT:
-            await self._mark_written(*marks.pop(0))
+        being written at once (`_within_bound`): after a crash, only those (and the one
+        being sent) can arrive twice."""
+        mark = asyncio.ensure_future(self.store.delivered_async(entry_id))
+        mark.add_done_callback(lambda done: self._written(entry_id, done))
+        self._marking.setdefault(name, []).append((entry_id, mark))
+
+    def _written(self, entry_id: str, mark: asyncio.Future[None]) -> None:
+        """A delivery's write is done. One that failed (a full disk) is let go of in memory:
+        sent, but not recorded, it is not sent again by this process (at most once more,
+        after a restart, with the same id for the receiver to drop). Done here, not by who
+        waits for it, so that it holds for a write no one waits for (a shutdown)."""
+        if not mark.cancelled() and mark.exception() is not None:
+            self.store.forget_queued(entry_id)
+
+    def _a_write_failed(self, name: str) -> bool:
+        """Whether a write of this pass failed already: then it sends no more (each would
+        be sent, and not recorded either)."""
+        return any(
+            mark.done() and not mark.cancelled() and mark.exception() is not None
+            for _, mark in self._marking.get(name, [])
+        )
+
+    async def _within_bound(self, name: str) -> None:
+        """Wait for the oldest writes until at most `MARKS_IN_FLIGHT` are in hand (or one
+        failed: it is kept, for `_marks_written` to raise)."""
+        marks = self._marking.get(name, [])
+        while len(marks) > MARKS_IN_FLIGHT and not self._a_write_failed(name):
+            oldest = marks[0][1]
+            await asyncio.wait([oldest])
+            if oldest.cancelled() or oldest.exception() is None:
+                marks.pop(0)
 
     async def _marks_written(self, name: str) -> None:
-        """Wait for the writes of the deliveries sent in this pass; the first that failed
-        is raised once all are done."""
-        failure: StoreError | None = None
-        for entry_id, mark in self._marking.pop(name, []):
-            try:
-                await self._mark_written(entry_id, mark)
-            except StoreError as exc:
-                failure = failure or exc
-        if failure is not None:
-            raise failure
-
-    async def _mark_written(self, entry_id: str, mark: asyncio.Future[None]) -> None:
-        """Wait for a delivery's write. One that failed (a full disk) is let go of in
-        memory: sent, but not recorded, it is not sent again by this process (at most once
-        more, after a restart, with the same id for the receiver to drop)."""
-        try:
-            await asyncio.shield(mark)  # a pass stopped by a shutdown: the write goes on
-        except StoreError:
-            self.store.forget_queued(entry_id)
-            raise
+        """Wait for the writes of the deliveries sent in this pass (a pass stopped by a
+        shutdown waits too: the writes go on); the first that failed is raised."""
+        marks = [mark for _, mark in self._marking.get(name, [])]
+        if marks:
+            await asyncio.shield(asyncio.gather(*marks, return_exceptions=True))
+        self._marking.pop(name, None)
+        for mark in marks:
+            if not mark.cancelled() and (error := mark.exception()) is not None:
+                raise error
 
 
 _SAID = {  # for events

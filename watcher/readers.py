@@ -40,6 +40,7 @@ from collections.abc import Collection, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from watcher.select import Diff, diff
@@ -284,9 +285,20 @@ def _widen_pipes(pool: ProcessPoolExecutor) -> None:
         return
     for name in ("_call_queue", "_result_queue"):
         writer = getattr(getattr(pool, name, None), "_writer", None)
-        if writer is not None:
+        if writer is None:
+            continue
+        try:
+            fcntl.fcntl(writer.fileno(), set_size, PIPE_BYTES)
+        except OSError:  # over this system's cap (fs.pipe-max-size): as wide as it allows
             with contextlib.suppress(OSError, ValueError):
-                fcntl.fcntl(writer.fileno(), set_size, PIPE_BYTES)
+                fcntl.fcntl(writer.fileno(), set_size, _widest_pipe())
+
+
+def _widest_pipe() -> int:
+    try:
+        return int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    except (OSError, ValueError):
+        return 64 * 1024
 
 
 def _warm_up(pool: ProcessPoolExecutor) -> None:
